@@ -1,0 +1,71 @@
+"""A real Prefect 3 server (`prefect server start`) with SQLite in the bed's
+temp dir, telemetry and UI off, on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+from .net import free_port, wait_until
+from .process import ManagedProcess
+
+
+class PrefectServer:
+    def __init__(self, root: Path) -> None:
+        self.home = root / "prefect"
+        self.home.mkdir()
+        self.port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self._process: ManagedProcess | None = None
+
+    def start(self) -> None:
+        database = self.home / "prefect.db"
+        env = {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{database}",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_UI_ENABLED": "false",
+            "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+        env.pop("PREFECT_API_URL", None)
+        self._process = ManagedProcess(
+            "prefect-server",
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-ui",
+                "--analytics-off",
+            ],
+            self.home,
+            env=env,
+            cwd=self.home,
+        )
+        self._process.start()
+
+    def wait(self, timeout: float = 120.0) -> None:
+        with httpx.Client(base_url=self.api_url, timeout=5) as http:
+            wait_until(
+                "prefect server",
+                lambda: http.get("/health").status_code == 200,
+                timeout=timeout,
+                process=self._process,
+            )
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api_url, timeout=30)

