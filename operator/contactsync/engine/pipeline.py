@@ -1,0 +1,211 @@
+"""One sync run: source -> prepare (in worker processes) -> destination.
+
+The parent process only reads the source, hands raw batches to the workers and
+streams their encoded output to the destination, so validation and encryption
+use every core while the destination's transaction stays in one place.
+Guards (reject ratio, delete ratio) fail the run before anything commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from contactsync.api.spec import ContactSyncSpec, SecretKeyRef, SecretRef
+
+from .connectors import build_destination, build_source
+from .destinations import EncodedBatch, Encoder
+from .keyring import Keyring
+from .prepare import COLUMNS, Preparer, PrepareSettings
+from .secrets import SecretStore
+from .sources import RawRecord
+
+log = logging.getLogger("contactsync.engine")
+
+BATCH_SIZE = 5_000
+# Incremental runs re-read this much before the stored cursor: clocks of the
+# source's writers drift, and re-reading is free (unchanged rows are not written).
+LOOKBACK = timedelta(minutes=5)
+KEYRING_KEY = "keyring.json"
+
+
+@dataclass(frozen=True)
+class SyncIdentity:
+    namespace: str
+    name: str
+    uid: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class SyncFailedError(RuntimeError):
+    """The run did not commit; `code` says why in a stable, machine-readable way."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Summary:
+    """What a run did, in counts only: safe for logs, Prefect results and status."""
+
+    run_id: str
+    mode: str
+    read: int = 0
+    valid: int = 0
+    rejected: int = 0
+    quarantined: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    merged: int = 0
+    duration_seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def keyring_ref(spec: ContactSyncSpec, identity: SyncIdentity) -> SecretKeyRef:
+    secret = spec.encryption.key_secret_ref or SecretRef(name=f"{identity.name}-keys")
+    return SecretKeyRef(name=secret.name, key=KEYRING_KEY)
+
+
+def run_sync(
+    spec: ContactSyncSpec,
+    identity: SyncIdentity,
+    *,
+    secrets: SecretStore,
+    run_id: str | None = None,
+    workers: int | None = None,
+) -> Summary:
+    started = time.monotonic()
+    run_id = run_id or str(uuid.uuid4())
+    keyring = Keyring.from_file(secrets.path(keyring_ref(spec, identity)))
+    encrypted = frozenset(spec.encryption.fields)
+    source = build_source(spec.source, secrets)
+    destination = build_destination(
+        spec.destination,
+        secrets,
+        encrypted_columns=frozenset(COLUMNS[f] for f in encrypted),
+        sync_key=identity.key,
+        key_id=keyring.primary_id,
+    )
+    settings = PrepareSettings(
+        table=spec.destination.table or "contacts",
+        encrypted_fields=encrypted,
+        default_region=spec.validation.default_region,
+        run_id=run_id,
+    )
+    summary = Summary(run_id=run_id, mode=spec.mode)
+    reasons: Counter[str] = Counter()
+    high_water: datetime | None = None
+    with destination.open_run(run_id) as run:
+        since = None
+        if spec.mode == "incremental" and (cursor := run.cursor()) is not None:
+            since = cursor - LOOKBACK
+        batches = (_newer_than(b, since) for b in source.batches(since=since, batch_size=BATCH_SIZE))
+        for encoded in _prepared(batches, keyring, settings, destination.encoder, workers):
+            run.write(encoded)
+            summary.valid += encoded.valid
+            summary.rejected += encoded.rejected
+            reasons.update(encoded.reasons)
+            if encoded.max_updated_at and (high_water is None or encoded.max_updated_at > high_water):
+                high_water = encoded.max_updated_at
+        summary.read = summary.valid + summary.rejected
+        summary.quarantined = summary.rejected
+        summary.reasons = dict(reasons)
+        ratio = summary.rejected / summary.read if summary.read else 0.0
+        if ratio > spec.validation.max_reject_ratio:
+            raise SyncFailedError(
+                "RejectRatioExceeded",
+                f"{summary.rejected} of {summary.read} records rejected ({ratio:.1%} > "
+                f"validation.maxRejectRatio {spec.validation.max_reject_ratio:.1%}); "
+                "nothing was written",
+            )
+        counts = run.finish(
+            full=spec.mode == "full",
+            max_delete_ratio=spec.safety.max_delete_ratio,
+            cursor=high_water,
+        )
+    summary.inserted, summary.updated, summary.deleted = counts.inserted, counts.updated, counts.deleted
+    summary.unchanged, summary.merged = counts.unchanged, counts.merged
+    summary.duration_seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _newer_than(batch: list[RawRecord], since: datetime | None) -> list[RawRecord]:
+    """Drop records a file source returns although they predate the cursor."""
+    if since is None:
+        return batch
+    kept = []
+    for raw in batch:
+        value = raw.fields.get("updatedAt")
+        try:
+            if isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            if isinstance(value, datetime):
+                value = value if value.tzinfo else value.replace(tzinfo=UTC)
+                if value < since:
+                    continue
+        except ValueError:
+            pass  # unparsable: validation rejects it with a reason code
+        kept.append(raw)
+    return kept
+
+
+# -- worker processes ------------------------------------------------------------
+
+_worker: tuple[Preparer, Encoder] | None = None
+
+
+def _init_worker(keyring: Keyring, settings: PrepareSettings, encoder: Encoder) -> None:
+    global _worker
+    _worker = (Preparer(keyring, settings), encoder)
+
+
+def _work(batch: list[RawRecord]) -> EncodedBatch:
+    assert _worker is not None
+    preparer, encoder = _worker
+    return encoder(preparer.prepare(batch))
+
+
+def _prepared(
+    batches: Iterable[list[RawRecord]],
+    keyring: Keyring,
+    settings: PrepareSettings,
+    encoder: Encoder,
+    workers: int | None,
+) -> Iterator[EncodedBatch]:
+    """Prepare batches in order; at most two per worker in flight keeps memory flat."""
+    workers = (os.cpu_count() or 1) if workers is None else workers
+    if workers <= 0:
+        preparer = Preparer(keyring, settings)
+        for batch in batches:
+            yield encoder(preparer.prepare(batch))
+        return
+    # forkserver: the parent may run threads (Prefect does); fork would copy their locks.
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker,
+        initargs=(keyring, settings, encoder),
+    ) as pool:
+        pending: deque[Future[EncodedBatch]] = deque()
+        for batch in batches:
+            pending.append(pool.submit(_work, batch))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()

@@ -1,0 +1,59 @@
+"""The `contact-sync` Prefect flow.
+
+Parameters are the ContactSync spec (which holds only *references* to
+Secrets) and the object's identity; credentials and keys are read inside the
+run from Secret-mounted files. Nothing that carries PII is persisted by
+Prefect: results and caching are off, and the flow returns counts only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+
+from contactsync.api.spec import ContactSyncSpec
+from contactsync.engine.pipeline import Summary, SyncFailedError, SyncIdentity, run_sync
+from contactsync.engine.secrets import SecretStore
+from contactsync.window import in_window
+
+
+def _transient(exc: BaseException) -> bool:
+    """Retry what another attempt can fix (network, locks), never a refused run."""
+    import psycopg
+
+    from contactsync.engine.http import TransportError
+
+    if isinstance(exc, SyncFailedError):
+        return False
+    return isinstance(exc, (TransportError, psycopg.OperationalError, ConnectionError, TimeoutError))
+
+
+@task(
+    name="sync",
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=lambda _task, _run, state: _transient(state.result(raise_on_failure=False)),
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def sync_task(spec: ContactSyncSpec, identity: SyncIdentity, run_id: str) -> Summary:
+    return run_sync(spec, identity, secrets=SecretStore(), run_id=run_id)
+
+
+@flow(name="contact-sync", persist_result=False, log_prints=False)
+def contact_sync(spec: dict[str, Any], namespace: str, name: str, uid: str = "") -> dict[str, Any]:
+    logger = get_run_logger()
+    parsed = ContactSyncSpec.model_validate(spec)
+    identity = SyncIdentity(namespace=namespace, name=name, uid=uid)
+    if not in_window(parsed.window, datetime.now(UTC)):
+        logger.info("outside the sync window; skipped")
+        return {"skipped": True, "reason": "OutsideWindow"}
+    run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    summary = sync_task(parsed, identity, run_id)
+    logging.getLogger("contactsync.audit").info("sync summary %s", summary.to_dict())
+    return summary.to_dict()
