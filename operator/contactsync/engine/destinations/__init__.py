@@ -1,0 +1,1 @@
+"""Destinations: where validated, encrypted contact records are written."""
