@@ -312,7 +312,13 @@ class SecureClient:
         json: object = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """Send an authenticated request; a 2xx response, or an HttpError."""
+        """Send an authenticated request; a 2xx response, or an HttpError.
+
+        GET, HEAD, OPTIONS, PUT and DELETE, and any request with an
+        Idempotency-Key header, are retried on 5xx and dropped connections;
+        other requests only where the server cannot have acted (429, 408,
+        connection not established).
+        """
         method = method.upper()
         target = require_https(url, "the request URL")
         extra = dict(headers or {})
@@ -485,8 +491,13 @@ def _host(url: httpx.URL) -> str:
     return url.host if url.port is None else f"{url.host}:{url.port}"
 
 
+def location(url: httpx.URL) -> str:
+    """Host, port and path of `url`: what may be shown of it (a query may hold secrets)."""
+    return f"{_host(url)}{url.path}"
+
+
 def _where(method: str, url: httpx.URL) -> str:
-    return f"{method} {_host(url)}{url.path}"
+    return f"{method} {location(url)}"
 
 
 def _parse_token(response: httpx.Response, requested_at: float, margin: float) -> _Token:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from ..http import SecureClient, require_https
+from ..http import SecureClient, location, require_https
 
 # Visible ASCII, bounded: it goes into a header as is.
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -25,8 +25,7 @@ class RestDestination:
         self._records_key = records_key
 
     def __repr__(self) -> str:
-        host = self._url.host if self._url.port is None else f"{self._url.host}:{self._url.port}"
-        return f"RestDestination({host}{self._url.path})"
+        return f"RestDestination({location(self._url)})"
 
     def write_batch(self, records: list[dict[str, object]], *, idempotency_key: str) -> None:
         if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):

@@ -13,13 +13,13 @@ from datetime import UTC, datetime
 
 import httpx
 
-from ..http import SecureClient, read_json, require_https
+from ..http import SecureClient, location, read_json, require_https
 from . import RawRecord
 
 MALFORMED = "record.malformed"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class NextLinkPagination:
     """Follow a next-page URL found at `path` in the body, else in a `Link: <…>; rel="next"`
     header. The URL must stay on the source's origin (and so on https)."""
@@ -28,7 +28,7 @@ class NextLinkPagination:
     link_header: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CursorPagination:
     """Send back the cursor found at `path` in the body as the `param` query parameter."""
 
@@ -36,7 +36,7 @@ class CursorPagination:
     param: str = "cursor"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class OffsetPagination:
     """Ask for `limit` records from an offset, until a page comes back short or empty."""
 
@@ -90,9 +90,7 @@ class RestSource:
         self._max_pages = max_pages
 
     def __repr__(self) -> str:
-        # Path only: a configured query may carry something sensitive.
-        host = self._url.host if self._url.port is None else f"{self._url.host}:{self._url.port}"
-        return f"RestSource({host}{self._url.path}, {type(self._pagination).__name__})"
+        return f"RestSource({location(self._url)}, {type(self._pagination).__name__})"
 
     def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[list[RawRecord]]:
         if batch_size < 1:
