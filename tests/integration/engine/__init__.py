@@ -1,0 +1,1 @@
+"""The engine's HTTP tests, against a real HTTPS server on loopback."""
