@@ -1,0 +1,1 @@
+"""The sync engine: plain library code, no Kubernetes imports."""
