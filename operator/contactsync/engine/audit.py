@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 from .keyring import Keyring
@@ -325,6 +325,10 @@ class AuditLog:
     def __repr__(self) -> str:
         return f"AuditLog({str(self._path)!r}, seq={self._head.seq})"
 
+    def __reduce__(self) -> NoReturn:
+        # It holds an open, locked file and the records-digest key.
+        raise TypeError("an AuditLog cannot be pickled or copied")
+
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
@@ -356,7 +360,7 @@ def _parse(body: bytes) -> tuple[dict[str, Any] | None, str]:
     """The record, or None and why it is not one (without echoing the content)."""
     try:
         record = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:  # includes UnicodeDecodeError
         return None, "not UTF-8 JSON"
     if not isinstance(record, dict):
         return None, "not a JSON object"
@@ -445,7 +449,7 @@ def verify_audit(
                     line,
                     seq,
                     ProblemKind.INCOMPLETE,
-                    f"line {line} has no newline: the log was cut short",
+                    "no newline at the end: the log was cut short",
                 )
             )
         if record is None:

@@ -15,7 +15,7 @@ Envelope, version 1 (all lengths in bytes)::
   Each name is UTF-8 with a 4-byte big-endian length prefix, which makes the
   encoding unambiguous for any text (no separator that could occur in a name).
   The header is part of it too, so the version and key id are authenticated.
-* GCM hides content, not length: an envelope is 31 + len(key id) bytes longer
+* GCM hides content, not length: an envelope is 30 + len(key id) bytes longer
   than the UTF-8 plaintext.
 
 Blind index: ``HMAC-SHA256(K_kind, UTF-8 value)`` where ``K_kind`` is derived
@@ -229,8 +229,8 @@ def _diagnose(envelope: bytes, key_ids: Collection[bytes], record_id: str) -> No
     if header[2:] not in key_ids:
         raise DecryptError(f"unknown key id {_shown_key_id(header[2:])}")
     _utf8(record_id, "record id")
-    # Authentic envelopes hold UTF-8: a value that authenticates but does not
-    # decode was sealed by someone else holding the key, which is tampering too.
+    # What is left is a failed tag check, or output that is not UTF-8, which only
+    # bytes sealed by someone else holding our key can produce: tampering either way.
     raise DecryptError(_AUTHENTICATION_FAILED)
 
 
@@ -270,6 +270,7 @@ class BlindIndex:
         return hmac.digest(key, _utf8(normalized_value, "value"), "sha256")
 
     def digest_many(self, kind: str, normalized_values: Sequence[str]) -> list[bytes]:
+        """``digest`` for many values of one kind, with the key looked up once."""
         key = self._keys.get(kind) or self._derive(kind)
         return [hmac.digest(key, _utf8(value, "value"), "sha256") for value in normalized_values]
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
+import pickle
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -197,6 +199,22 @@ def test_head_is_the_digest_of_the_last_line(tmp_path: Path) -> None:
     assert verify_audit(path, anchor=head) == []
 
 
+def test_every_append_is_fsynced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    with AuditLog(tmp_path / "a.jsonl", keyring=KEYRING) as log:
+        synced.clear()  # opening a new file syncs its directory
+        append(log, 1)
+        append(log, 2)
+        assert len(synced) == 2
+
+
 def test_new_log_file_is_private(tmp_path: Path) -> None:
     path = tmp_path / "a.jsonl"
     AuditLog(path, keyring=KEYRING).close()
@@ -223,6 +241,11 @@ def test_appending_after_garbage_is_refused(log_path: Path) -> None:
     write_lines(log_path, [*lines(log_path), b"not json\n"])
     with pytest.raises(AuditError, match="not an audit record"):
         AuditLog(log_path, keyring=KEYRING)
+
+
+def test_log_cannot_be_pickled(tmp_path: Path) -> None:
+    with AuditLog(tmp_path / "a.jsonl", keyring=KEYRING) as log, pytest.raises(TypeError):
+        pickle.dumps(log)
 
 
 def test_closed_log_refuses_appends(tmp_path: Path) -> None:
@@ -421,7 +444,7 @@ def test_truncating_the_last_line_is_found(log_path: Path) -> None:
         (N, ProblemKind.INCOMPLETE),
         (N, ProblemKind.MALFORMED),
     }
-    assert f"line {N} has no newline" in str(problems[0])
+    assert str(problems[0]) == f"line {N}: no newline at the end: the log was cut short"
 
 
 def test_only_the_newline_missing_is_found(log_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hmac
 import json
+import pickle
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -280,6 +281,13 @@ def test_cipher_repr_has_no_key_material() -> None:
         assert KEY_1.hex() not in text
         assert KEY_BI.hex() not in text
     assert "k1-11111111" in repr(CIPHER)
+
+
+def test_ciphers_cannot_be_pickled() -> None:
+    # Pickling would copy keys into whatever stores the result (task results, caches).
+    for thing in (CIPHER, INDEX):
+        with pytest.raises(TypeError):
+            pickle.dumps(thing)
 
 
 # --- blind index -------------------------------------------------------------------

@@ -39,8 +39,8 @@ def secrets_of(keyring: Keyring) -> list[str]:
     """Every way a key could show up in text: base64, hex, and the bytes' repr."""
     keys = [keyring.data_key(kid) for kid in keyring.key_ids]
     keys.append(keyring.derive_key("blind-index/email"))
-    blind = json.loads(keyring.to_json())["blindIndexKey"]["key"]
-    shown = [blind, base64.b64decode(blind).hex()]
+    keys.append(base64.b64decode(json.loads(keyring.to_json())["blindIndexKey"]["key"]))
+    shown: list[str] = []
     for key in keys:
         shown += [b64(key), key.hex(), repr(key)[2:-1]]
     return shown
