@@ -88,8 +88,8 @@ class HttpAuth(Model):
 
 class Pagination(Model):
     type: Literal["nextLink", "cursor", "offset"] = "nextLink"
-    next_link_path: Annotated[str, Field(max_length=128)] = "next"
-    cursor_path: Annotated[str, Field(max_length=128)] = "nextCursor"
+    next_link_path: Annotated[str, Field(max_length=128)] = "links.next"
+    cursor_path: Annotated[str, Field(max_length=128)] = "next_cursor"
     cursor_param: Annotated[str, Field(max_length=64)] = "cursor"
     page_size: Annotated[int, Field(ge=1, le=10_000)] = 500
 

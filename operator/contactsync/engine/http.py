@@ -10,6 +10,7 @@ status, attempt and duration only.
 from __future__ import annotations
 
 import base64
+import io
 import email.utils
 import logging
 import re
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, BinaryIO, Literal, Self
 from urllib.parse import quote_plus
 
 import httpx
@@ -241,7 +242,7 @@ class SecureClient:
     def __init__(
         self,
         settings: HttpSettings,
-        auth: AuthConfig,
+        auth: AuthConfig | None,
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -302,6 +303,32 @@ class SecureClient:
         """
         response = self.request("POST", url, json=body, headers=headers)
         return read_json(response) if response.content else None
+
+    def open_stream(self, url: str | httpx.URL) -> BinaryIO:
+        """GET `url` and return its body as a buffered binary stream (close it when done).
+
+        Not retried: a body is consumed as it arrives, so a failure mid-stream
+        surfaces as a TransportError and the caller's run fails whole.
+        """
+        target = require_https(url, "the source URL")
+        headers: dict[str, str] = {}
+        self._authorize(headers)
+        request = self._client.build_request("GET", target, headers=headers)
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.RequestError as exc:
+            raise TransportError(
+                f"GET {location(target)} failed: {type(exc).__name__}", attempts=1
+            ) from exc
+        if not response.is_success:
+            response.close()
+            raise HttpStatusError(
+                f"GET {location(target)} failed: {response.status_code}",
+                status=response.status_code,
+                attempts=1,
+                error_code=None,
+            )
+        return io.BufferedReader(_ResponseStream(response), buffer_size=1 << 16)
 
     def request(
         self,
@@ -369,9 +396,9 @@ class SecureClient:
                 if response.is_success:
                     return response
                 if response.status_code == 401 and authenticate:
-                    if token is None:  # an API key: nothing to renew
+                    if token is None:  # an API key or no credentials: nothing to renew
                         raise AuthError(
-                            f"{where} failed: 401 Unauthorized; the API key was rejected"
+                            f"{where} failed: 401 Unauthorized; the credentials were rejected"
                         )
                     if reauthenticated:
                         raise AuthError(
@@ -410,6 +437,8 @@ class SecureClient:
         return self._jitter() * ceiling
 
     def _authorize(self, headers: dict[str, str]) -> _Token | None:
+        if self._auth is None:  # a public resource: TLS still verified
+            return None
         if isinstance(self._auth, ApiKey):
             headers[self._auth.header] = self._auth.header_value()
             return None
@@ -624,3 +653,37 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
     reason = exc.reason or str(exc)
     hint = _SSL_HINTS.get(reason)
     return f"{hint} ({reason})" if hint else reason
+
+
+class _ResponseStream(io.RawIOBase):
+    """A streamed response body as a binary file, so a reader never holds it whole."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self._chunks = response.iter_bytes()
+        self._pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return 0
+            except httpx.HTTPError as exc:
+                raise TransportError(
+                    f"GET {location(self._response.url)} failed mid-stream: "
+                    f"{type(exc).__name__}",
+                    attempts=1,
+                ) from exc
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+    def close(self) -> None:
+        self._response.close()
+        super().close()
+

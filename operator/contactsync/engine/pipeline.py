@@ -171,9 +171,11 @@ def _newer_than(batch: list[RawRecord], since: datetime | None) -> list[RawRecor
 _worker: tuple[Preparer, Encoder] | None = None
 
 
-def _init_worker(keyring: Keyring, settings: PrepareSettings, encoder: Encoder) -> None:
+def _init_worker(keyring_json: str, settings: PrepareSettings, encoder: Encoder) -> None:
     global _worker
-    _worker = (Preparer(keyring, settings), encoder)
+    # Keyrings refuse to be pickled (so they cannot leak into Prefect results);
+    # the workers get the serialised form once, over the pool's private pipe.
+    _worker = (Preparer(Keyring.from_json(keyring_json), settings), encoder)
 
 
 def _work(batch: list[RawRecord]) -> EncodedBatch:
@@ -200,7 +202,7 @@ def _prepared(
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(
         workers, mp_context=context, initializer=_init_worker,
-        initargs=(keyring, settings, encoder),
+        initargs=(keyring.to_json(), settings, encoder),
     ) as pool:
         pending: deque[Future[EncodedBatch]] = deque()
         for batch in batches:

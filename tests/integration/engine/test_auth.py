@@ -162,7 +162,7 @@ def test_rejected_api_key_fails_at_once(
     contacts_api.api_key = ("X-API-Key", "the-right-key")
     client = make_client(ApiKey(header="X-API-Key", value=SecretStr("a-wrong-key")))
 
-    with pytest.raises(AuthError, match="the API key was rejected"):
+    with pytest.raises(AuthError, match="the credentials were rejected"):
         client.get_json(contacts_api.contacts_url)
 
     assert len(contacts_api.requests) == 1

@@ -2,7 +2,9 @@
 
 Valid rows are COPYed into a temporary staging table as they arrive; at the
 end one set-based merge resolves each record to its stored contact (same
-source id, else the blind index of the email, else of the phone), keeps the
+source id, else the blind index of the email, else, for a record without an
+email, of the phone: a shared switchboard number must not merge two people
+whose emails differ), keeps the
 last writer by `updatedAt` (ties broken by content digest, so the outcome does
 not depend on arrival order), applies the delete guard, upserts, soft-deletes
 what a full extract no longer contains, and stores the cursor, all before the
@@ -217,10 +219,11 @@ class PostgresRun:
                 "    d.external_id,"
                 "    (SELECT x.external_id FROM {t} x WHERE x.email_bidx = g.email_bidx"
                 "      AND x.deleted_at IS NULL ORDER BY x.external_id LIMIT 1),"
-                "    (SELECT x.external_id FROM {t} x WHERE x.phone_bidx = g.phone_bidx"
-                "      AND x.deleted_at IS NULL ORDER BY x.external_id LIMIT 1),"
-                "    CASE WHEN g.email_bidx IS NOT NULL THEN g.email_first END,"
-                "    CASE WHEN g.phone_bidx IS NOT NULL THEN g.phone_first END,"
+                "    CASE WHEN g.email_bidx IS NULL THEN"
+                "     (SELECT x.external_id FROM {t} x WHERE x.phone_bidx = g.phone_bidx"
+                "      AND x.deleted_at IS NULL ORDER BY x.external_id LIMIT 1) END,"
+                "    CASE WHEN g.email_bidx IS NOT NULL THEN g.email_first"
+                "         WHEN g.phone_bidx IS NOT NULL THEN g.phone_first END,"
                 "    g.external_id) AS target_id"
                 "  FROM grouped g LEFT JOIN {t} d ON d.external_id = g.external_id"
                 ") "

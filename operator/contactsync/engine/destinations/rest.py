@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
 from ..http import SecureClient, location, require_https
+from . import EncodedBatch, WriteCounts
+from .jsonl import encode as encode_jsonl
 
 # Visible ASCII, bounded: it goes into a header as is.
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -37,3 +45,54 @@ class RestDestination:
             {self._records_key: records},
             headers={"Idempotency-Key": idempotency_key},
         )
+
+
+class SpooledRestRun:
+    """Holds a run's encoded records in a private spool file until the guards
+    have passed, then POSTs them in batches; a refused run sends nothing."""
+
+    def __init__(self, destination: RestDestination, run_id: str, batch_size: int) -> None:
+        self._destination = destination
+        self._run_id = run_id
+        self._batch_size = batch_size
+        # Ciphertext only (the encoder ran first), in a file only this process can read.
+        self._spool = tempfile.TemporaryFile(prefix="contactsync-spool-")
+        self._written = 0
+        self._deleted = 0
+
+    def cursor(self) -> datetime | None:
+        return None  # a REST API keeps no cursor for us: every run reads what the source gives
+
+    def write(self, batch: EncodedBatch) -> None:
+        self._spool.write(batch.rows)
+        self._written += batch.valid
+        self._deleted += batch.flagged_deleted
+
+    def finish(self, *, full: bool, max_delete_ratio: float, cursor: datetime | None) -> WriteCounts:
+        self._spool.seek(0)
+        batch: list[dict[str, object]] = []
+        number = 0
+        for line in self._spool:
+            batch.append(json.loads(line))
+            if len(batch) == self._batch_size:
+                self._post(number, batch)
+                number, batch = number + 1, []
+        self._post(number, batch)
+        self._spool.close()
+        return WriteCounts(inserted=self._written - self._deleted, deleted=self._deleted)
+
+    def _post(self, number: int, batch: list[dict[str, object]]) -> None:
+        # Deterministic per run and batch: a retried run step re-sends the same keys.
+        key = hashlib.sha256(f"{self._run_id}:{number}".encode()).hexdigest()
+        self._destination.write_batch(batch, idempotency_key=key)
+
+
+class SpooledRestDestination:
+    def __init__(self, destination: RestDestination, *, batch_size: int) -> None:
+        self._destination = destination
+        self._batch_size = batch_size
+        self.encoder = encode_jsonl
+
+    @contextmanager
+    def open_run(self, run_id: str) -> Iterator[SpooledRestRun]:
+        yield SpooledRestRun(self._destination, run_id, self._batch_size)

@@ -1,0 +1,200 @@
+"""The engine end to end into the real PostgreSQL (TLS verify-full)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from contactsync.engine.crypto import DecryptError
+from contactsync.engine.destinations import DeleteGuardError
+from contactsync.engine.pipeline import SyncFailedError
+from tests.testbed import TestBed
+
+from .sync_helpers import SyncEnv, contact, new_env, write_csv, write_jsonl
+
+
+@pytest.fixture
+def env(bed: TestBed, tmp_path: Path) -> SyncEnv:
+    return new_env(bed, tmp_path)
+
+
+def csv_source(path: Path) -> dict[str, object]:
+    return {"type": "csv", "path": str(path)}
+
+
+def test_csv_into_postgres_encrypts_pii_and_counts_everything(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 11)]
+    records.append(contact(11, email="not-an-email"))
+    records.append(contact(12, phone="12"))
+    records.append(contact(3, jobTitle="CTO", updatedAt="2025-02-01T00:00:00Z"))  # newer dup
+    path = write_csv(env.root / "in.csv", records)
+
+    summary = env.run(env.spec(csv_source(path), mode="full"))
+
+    assert (summary.read, summary.valid, summary.rejected) == (13, 11, 2)
+    assert (summary.inserted, summary.merged, summary.quarantined) == (10, 1, 2)
+    assert summary.reasons == {"email.invalid": 1, "phone.invalid": 1}
+    rows = env.rows()
+    assert [r["external_id"] for r in rows] == sorted(f"c{n}" for n in range(1, 11))
+    c3 = next(r for r in rows if r["external_id"] == "c3")
+    assert c3["job_title"] == "CTO"  # last writer wins
+    assert env.decrypt(c3, "email") == "Person.3@example.com"
+    assert env.decrypt(c3, "phone") == "+16502530003"
+    raw = b"".join(bytes(r["email"]) + bytes(r["first_name"]) for r in rows)
+    assert b"example.com" not in raw and b"First" not in raw
+    quarantine = env.rows("SELECT position, reasons, record FROM contacts_quarantine ORDER BY 1")
+    assert [(q["position"], q["reasons"]) for q in quarantine] == [
+        (11, ["email.invalid"]), (12, ["phone.invalid"])]
+    assert b"not-an-email" not in bytes(quarantine[0]["record"])
+
+
+def test_jsonl_into_postgres(env: SyncEnv) -> None:
+    path = write_jsonl(env.root / "in.jsonl", [contact(n) for n in range(1, 6)])
+    summary = env.run(env.spec({"type": "jsonl", "path": str(path)}))
+    assert (summary.valid, summary.inserted) == (5, 5)
+
+
+def test_rerun_of_the_same_extract_writes_nothing(env: SyncEnv) -> None:
+    path = write_csv(env.root / "in.csv", [contact(n) for n in range(1, 21)])
+    spec = env.spec(csv_source(path), mode="full")
+    env.run(spec)
+    before = env.rows("SELECT external_id, email, synced_at FROM contacts ORDER BY 1")
+    again = env.run(spec)
+    assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 0, 0, 20)
+    assert env.rows("SELECT external_id, email, synced_at FROM contacts ORDER BY 1") == before
+
+
+def test_incremental_reads_only_what_changed(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 31)]
+    path = write_csv(env.root / "in.csv", records)
+    spec = env.spec(csv_source(path), mode="incremental")
+    assert env.run(spec).inserted == 30
+    records[4] = contact(5, company="NewCo", updatedAt="2025-03-01T00:00:00Z")
+    write_csv(path, records)
+    second = env.run(spec)
+    # Only records within the lookback of the cursor and the changed one are read.
+    assert second.read < 30
+    assert (second.inserted, second.updated) == (0, 1)
+    assert env.rows("SELECT company FROM contacts WHERE external_id = 'c5'")[0]["company"] == "NewCo"
+    state = env.rows("SELECT cursor FROM contactsync_state")[0]["cursor"]
+    assert state.isoformat() == "2025-03-01T00:00:00+00:00"
+
+
+def test_second_level_match_on_email_blind_index(env: SyncEnv) -> None:
+    first = write_csv(env.root / "a.csv", [contact(1)])
+    env.run(env.spec(csv_source(first)))
+    # Another source id, same person (email differs only in case), newer.
+    second = write_csv(env.root / "b.csv", [
+        contact(99, email="PERSON.1@example.com", phone="+1 650 253 0001",
+                jobTitle="VP", updatedAt="2025-05-01T00:00:00Z")])
+    summary = env.run(env.spec(csv_source(second)))
+    assert (summary.inserted, summary.updated) == (0, 1)
+    rows = env.rows()
+    assert len(rows) == 1 and rows[0]["external_id"] == "c1"
+    assert rows[0]["source_id"] == "c99" and rows[0]["job_title"] == "VP"
+    assert env.decrypt(rows[0], "email") == "PERSON.1@example.com"
+
+
+def test_last_writer_wins_regardless_of_arrival_order(env: SyncEnv) -> None:
+    newer = contact(1, jobTitle="New", updatedAt="2025-06-01T00:00:00Z")
+    older = contact(1, jobTitle="Old", updatedAt="2025-01-01T00:00:00Z")
+    env.run(env.spec(csv_source(write_csv(env.root / "n.csv", [newer]))))
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "o.csv", [older]))))
+    assert summary.unchanged == 1
+    assert env.rows()[0]["job_title"] == "New"
+
+
+def test_source_deletion_flag_soft_deletes(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 21)]
+    env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records))))
+    records[0] = contact(1, deleted="true", updatedAt="2025-07-01T00:00:00Z")
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", records[:1]))))
+    assert summary.deleted == 1
+    row = env.rows("SELECT deleted_at FROM contacts WHERE external_id = 'c1'")[0]
+    assert row["deleted_at"] is not None
+
+
+def test_full_mode_soft_deletes_rows_missing_from_the_extract(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 21)]
+    env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records)), mode="full"))
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", records[1:])),
+                               mode="full"))
+    assert summary.deleted == 1
+    assert env.rows("SELECT count(*) AS n FROM contacts WHERE deleted_at IS NOT NULL")[0]["n"] == 1
+
+
+def test_a_rejected_record_is_not_deleted_by_a_full_run(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 21)]
+    env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records)), mode="full"))
+    records[0] = contact(1, email="broken@")
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", records)), mode="full"))
+    assert (summary.rejected, summary.deleted) == (1, 0)
+
+
+def test_delete_guard_refuses_and_writes_nothing(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 21)]
+    env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records)), mode="full"))
+    before = env.rows()
+    shrunk = write_csv(env.root / "b.csv", records[:10] + [contact(50)])
+    with pytest.raises(DeleteGuardError, match=r"refusing to delete 10 of 20"):
+        env.run(env.spec(csv_source(shrunk), mode="full", safety={"maxDeleteRatio": 0.2}))
+    assert env.rows() == before
+
+
+def test_reject_ratio_guard_fails_before_writing(env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 11)] + [contact(n, email="x") for n in range(11, 15)]
+    path = write_csv(env.root / "in.csv", records)
+    with pytest.raises(SyncFailedError, match="4 of 14 records rejected") as failed:
+        env.run(env.spec(csv_source(path), validation={"maxRejectRatio": 0.1}))
+    assert failed.value.code == "RejectRatioExceeded"
+    with psycopg.connect(env.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM contacts").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM contacts_quarantine").fetchone() == (0,)
+
+
+def test_ciphertext_moved_to_another_row_fails_to_decrypt(env: SyncEnv) -> None:
+    env.run(env.spec(csv_source(write_csv(env.root / "a.csv", [contact(1), contact(2)]))))
+    with psycopg.connect(env.dsn) as conn:
+        conn.execute("UPDATE contacts SET email = (SELECT email FROM contacts WHERE "
+                     "external_id = 'c2') WHERE external_id = 'c1'")
+    rows = {r["external_id"]: r for r in env.rows()}
+    assert env.decrypt(rows["c2"], "email") == "Person.2@example.com"
+    with pytest.raises(DecryptError):
+        env.decrypt(rows["c1"], "email")
+    with pytest.raises(DecryptError):  # moved to another column of the same row
+        env.decrypt({**rows["c2"], "phone": rows["c2"]["email"]}, "phone")
+
+
+def test_worker_processes_give_the_same_result(env: SyncEnv) -> None:
+    path = write_csv(env.root / "in.csv", [contact(n) for n in range(1, 200)]
+                     + [contact(500, email="nope")])
+    summary = env.run(env.spec(csv_source(path)), workers=2)
+    assert (summary.valid, summary.rejected, summary.inserted) == (199, 1, 199)
+
+
+def test_postgres_source_into_postgres(env: SyncEnv) -> None:
+    with psycopg.connect(env.dsn) as conn:
+        conn.execute("CREATE TABLE crm (external_id text, email text, phone text, "
+                     "first_name text, updated_at timestamptz, secret_notes text)")
+        for n in range(1, 8):
+            conn.execute("INSERT INTO crm VALUES (%s, %s, %s, %s, now(), 'x')",
+                         (f"p{n}", f"p{n}@example.org", "+1 650 253 0000", f"F{n}"))
+    (env.root / "secrets" / "crm-db").mkdir()
+    (env.root / "secrets" / "crm-db" / "dsn").write_text(env.dsn)
+    summary = env.run(env.spec({"type": "postgres", "dsnSecretRef": {"name": "crm-db",
+                                                                     "key": "dsn"},
+                                "table": "crm"}))
+    # They share a phone, but the phone only matches records without an email:
+    # seven different emails stay seven contacts. Unmapped columns are never read.
+    assert (summary.valid, summary.inserted) == (7, 7)
+    assert "x" not in {str(v) for row in env.rows() for v in row["attributes"].values()}
+
+
+def test_phone_matches_a_record_without_email(env: SyncEnv) -> None:
+    env.run(env.spec(csv_source(write_csv(env.root / "a.csv", [contact(1)]))))
+    later = contact(7, email="", phone="+1 (650) 253-0001", updatedAt="2025-08-01T00:00:00Z")
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", [later]))))
+    assert summary.updated == 1
+    assert [r["external_id"] for r in env.rows()] == ["c1"]
