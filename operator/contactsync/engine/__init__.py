@@ -1,0 +1,1 @@
+"""The sync engine: contact records in, normalised records and reason codes out."""
