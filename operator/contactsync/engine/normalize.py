@@ -1,0 +1,555 @@
+"""Pure normalisation functions for contact fields, each with a fast path.
+
+Email addresses and phone numbers are normalised exactly as the reference
+libraries do it (``email-validator`` and ``phonenumbers``): the result of
+:func:`normalize_email` is ``validate_email(value, check_deliverability=False)
+.normalized`` and the result of :func:`normalize_phone` is the E.164 form of
+``phonenumbers.parse(value, default_region)`` for numbers that
+``phonenumbers.is_valid_number`` accepts. Both reject exactly what the
+libraries reject. The libraries are slow (tens of microseconds a call), so
+each function first tries a fast path that answers only where it provably
+agrees with the library and defers to the library everywhere else. The fast
+paths are exposed (:func:`fast_normalize_email`, :func:`fast_normalize_phone`)
+so tests can check the agreement and that the fast path really answers.
+
+The fast paths assume the libraries' module-level defaults
+(``email_validator.SPECIAL_USE_DOMAIN_NAMES``, ``TEST_ENVIRONMENT``,
+``GLOBALLY_DELIVERABLE`` and so on) are left as shipped; nothing in this
+project changes them.
+
+Text policy (:func:`clean_text`):
+
+* a value holding a lone surrogate or U+FFFD (what a bad decode leaves
+  behind) is rejected with :class:`EncodingInvalid`, not silently repaired;
+* control characters (C0, DEL, C1), zero-width characters (U+200B..U+200D,
+  U+2060, U+FEFF), bidirectional controls (U+061C, U+200E, U+200F,
+  U+202A..U+202E, U+2066..U+2069) and other invisible format characters
+  (U+00AD soft hyphen, U+180E, U+2061..U+2064) are removed;
+* every run of whitespace (including tab, newline, NBSP and the other
+  Unicode spaces) becomes one space, and the ends are stripped;
+* the result is Unicode NFC;
+* length limits apply to the cleaned text.
+
+Markup policy (:func:`contains_markup`), applied by the record model to
+names, company and job title: a value is rejected when it holds something a
+browser or a templating step could act on -- a tag opener (``<`` followed by
+a letter, ``/``, ``!`` or ``?``, also in the full-width and small forms that
+NFKC folds to ``<``), a ``javascript:``/``vbscript:`` scheme, a ``data:``
+URI or a numeric or ``&lt;``/``&gt;`` character reference. Apostrophes,
+hyphens, dots, commas, ampersands, parentheses and letters of every script
+are kept: ``O'Brien``, ``Zoë``, ``李``, ``AT&T`` and ``Jean-Luc`` pass.
+
+No exception raised here carries the offending value: messages are fixed
+text, so they can be logged without leaking personal data.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import cache
+from typing import ClassVar, Final
+
+import email_validator
+import phonenumbers
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
+from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberFormat
+
+from .reasons import Reason
+
+__all__ = [
+    "EmailInvalid",
+    "EncodingInvalid",
+    "NormalizeError",
+    "PhoneInvalid",
+    "TextTooLong",
+    "clean_text",
+    "contains_markup",
+    "email_by_library",
+    "fast_normalize_email",
+    "fast_normalize_phone",
+    "normalize_email",
+    "normalize_phone",
+    "phone_by_library",
+]
+
+
+class NormalizeError(ValueError):
+    """A value cannot be normalised. ``reason`` is the stable reason code.
+
+    The message is fixed text and never contains the value.
+    """
+
+    reason: ClassVar[Reason]
+    message: ClassVar[str]
+
+    def __init__(self) -> None:
+        super().__init__(self.message)
+
+
+class EmailInvalid(NormalizeError):
+    reason = Reason.EMAIL_INVALID
+    message = "invalid email address"
+
+
+class PhoneInvalid(NormalizeError):
+    reason = Reason.PHONE_INVALID
+    message = "invalid phone number"
+
+
+class TextTooLong(NormalizeError):
+    reason = Reason.FIELD_TOO_LONG
+    message = "text longer than its limit after cleaning"
+
+
+class EncodingInvalid(NormalizeError):
+    reason = Reason.ENCODING_INVALID
+    message = "text holds surrogates or U+FFFD from a bad decode"
+
+
+# --- text -------------------------------------------------------------------
+
+_BAD_DECODE = re.compile("[\ud800-\udfff\ufffd]")
+# Controls that are not whitespace, plus invisible format characters. The
+# whitespace controls (TAB, LF, VT, FF, CR, FS..US, NEL) are left for the
+# whitespace rule, so "Jane\nDoe" becomes "Jane Doe" rather than "JaneDoe".
+_INVISIBLE = re.compile(
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+    "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+"
+)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def clean_text(value: str, max_len: int) -> str:
+    """Clean one text value (see the module docstring for the policy).
+
+    Raises :class:`EncodingInvalid` for surrogates or U+FFFD and
+    :class:`TextTooLong` when the cleaned text is longer than ``max_len``
+    characters. Idempotent: cleaning a cleaned value returns it unchanged.
+    """
+    # Most values are plain printable ASCII with single spaces: already NFC
+    # and free of anything to remove, so they skip the regex work.
+    if not (
+        value.isascii()
+        and value.isprintable()
+        and "  " not in value
+        and value[:1] != " "
+        and value[-1:] != " "
+    ):
+        if _BAD_DECODE.search(value):
+            raise EncodingInvalid
+        # Remove invisibles before NFC: a zero-width character between a
+        # letter and a combining mark hides a composition NFC must see.
+        value = unicodedata.normalize("NFC", _INVISIBLE.sub("", value))
+        # After NFC, because NFC can turn one space character into another.
+        # A plain space never composes with its neighbours, so the result
+        # stays NFC.
+        value = _WHITESPACE.sub(" ", value).strip(" ")
+    if len(value) > max_len:
+        raise TextTooLong
+    return value
+
+
+_MARKUP = re.compile(
+    r"[<\uff1c\ufe64]\s*[a-z/!?]"  # a tag opener: <b>, </x>, <!--, <?php, < img
+    r"|(?:java|vb)\s*script\s*:"  # a script scheme
+    r"|\bdata\s*:\s*[a-z]+/"  # a data: URI (data:text/html,...)
+    r"|&(?:#x?[0-9a-f]+|lt|gt);?",  # a character reference that may decode to markup
+    re.IGNORECASE,
+)
+# Every markup form above holds one of these; most names hold none of them.
+_MARKUP_HINT = re.compile("[<:&\uff1c\ufe64]")
+
+
+def contains_markup(value: str) -> bool:
+    """Whether ``value`` holds markup or a script payload (see module docstring)."""
+    return _MARKUP_HINT.search(value) is not None and _MARKUP.search(value) is not None
+
+
+# --- email ------------------------------------------------------------------
+
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# Top-level domains end with a letter (email-validator's DOMAIN_NAME_REGEX).
+_TLD = r"(?:[A-Za-z0-9][A-Za-z0-9-]{0,61})?[A-Za-z]"
+# The common shape: an ASCII dot-atom local part and an ASCII host name with
+# at least one dot, labels of at most 63 characters.
+_EMAIL_FAST = re.compile(rf"([{_ATEXT}]+(?:\.[{_ATEXT}]+)*)@((?:{_LABEL}\.)+{_TLD})")
+# Special-use names and their subdomains are never deliverable: "." + domain
+# ends with one of these exactly when the library rejects it as special-use.
+_SPECIAL_USE_SUFFIXES: Final = tuple(
+    "." + name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES
+)
+_CASE_INSENSITIVE_MAILBOXES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+
+
+def fast_normalize_email(value: str) -> str | None:
+    """The email fast path alone: the normalised address, or None to defer.
+
+    It answers only for a plain ASCII ``dot-atom@host.name`` whose handling
+    by email-validator is fully known: the domain is lower-cased (UTS-46 on
+    ASCII), the local part is kept as is except for the RFC 2142 role
+    mailboxes (``POSTMASTER`` and friends) which are lower-cased.
+    Everything else -- Unicode, quoting, IDNA (any ``--``), domain literals,
+    display names, special-use domains, anything over the length limit and
+    every invalid address -- goes to the library.
+    """
+    if len(value) > EMAIL_MAX_LENGTH:
+        return None
+    match = _EMAIL_FAST.fullmatch(value)
+    if match is None:
+        return None
+    local, domain = match.groups()
+    # "--" in the third and fourth place of a label is IDNA or an invalid
+    # R-LDH label; the library must decide those.
+    if "--" in domain:
+        return None
+    domain = domain.lower()
+    if ("." + domain).endswith(_SPECIAL_USE_SUFFIXES):
+        return None
+    if local.lower() in _CASE_INSENSITIVE_MAILBOXES:
+        local = local.lower()
+    return f"{local}@{domain}"
+
+
+def email_by_library(value: str) -> str:
+    """The reference: email-validator's normalised form, or :class:`EmailInvalid`."""
+    try:
+        return email_validator.validate_email(value, check_deliverability=False).normalized
+    except email_validator.EmailNotValidError:
+        raise EmailInvalid from None
+
+
+def normalize_email(value: str) -> str:
+    """Normalise an email address exactly as email-validator does.
+
+    Returns ``validate_email(value, check_deliverability=False).normalized``;
+    raises :class:`EmailInvalid` where the library raises. No DNS lookup.
+    """
+    fast = fast_normalize_email(value)
+    if fast is not None:
+        return fast
+    return email_by_library(value)
+
+
+# --- phone ------------------------------------------------------------------
+
+# What parse() needs for the common shapes: optional leading spaces or "(",
+# an optional "+", then ASCII digits with spaces, dashes, dots and
+# parentheses. For these, phonenumbers' extraction, extension and RFC 3966
+# handling are no-ops and its normalisation keeps exactly the digits; the
+# rest of parse() is replicated below from the region metadata. Letters
+# (vanity numbers, extensions), other separators, several "+" and non-ASCII
+# digits go to the library.
+_PHONE_SHAPE = re.compile(r"[ (]*(\+?)[ (]*([0-9][0-9 ().\-]*)")
+_MAX_INPUT_LENGTH: Final = 250  # phonenumbers' _MAX_INPUT_STRING_LENGTH
+_MIN_NSN: Final = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
+_MAX_NSN: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
+_MAX_CC_DIGITS: Final = 3
+_NON_GEO: Final = "001"
+
+# phonenumbers' ValidationResult, only the outcomes parse() tells apart.
+_POSSIBLE: Final = 0
+_TOO_SHORT: Final = 1
+_TOO_LONG: Final = 2
+_LOCAL_ONLY: Final = 3
+_INVALID_LENGTH: Final = 4
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """One region's metadata, compiled once, for the parts parse() and
+    is_valid_number() use."""
+
+    cc: int
+    cc_str: str
+    idd: re.Pattern[str] | None
+    national_prefix: re.Pattern[str] | None
+    transform: str | None
+    general: re.Pattern[str] | None
+    lengths: tuple[int, ...]
+    local_lengths: tuple[int, ...]
+    leading: re.Pattern[str] | None
+    # Per length of a national number, one pattern that fully matches exactly
+    # the numbers is_valid_number() accepts at that length. Lengths the
+    # general description rules out have no entry.
+    valid_by_length: dict[int, re.Pattern[str]]
+
+
+def _compile(pattern: str | None) -> re.Pattern[str] | None:
+    # The library treats a missing or empty number pattern as matching nothing.
+    return re.compile(pattern) if pattern else None
+
+
+def _compile_prefix(pattern: str | None) -> re.Pattern[str] | None:
+    # ...but compiles any present prefix pattern, even an empty one.
+    return None if pattern is None else re.compile(pattern)
+
+
+def _valid_by_length(
+    meta: PhoneMetadata, general: PhoneNumberDesc
+) -> dict[int, re.Pattern[str]] | None:
+    """is_valid_number's test, one regex per length: the general pattern as
+    a lookahead, then the number types in the library's order. The library
+    fully matches each pattern on its own; joining them is equivalent
+    because no metadata pattern has groups (so no backreferences). Metadata
+    with groups returns None and goes to the library."""
+    descs = [
+        meta.premium_rate,
+        meta.toll_free,
+        meta.shared_cost,
+        meta.voip,
+        meta.personal_number,
+        meta.pager,
+        meta.uan,
+        meta.voicemail,
+        meta.fixed_line,
+    ]
+    # With identical fixed-line and mobile patterns the library never tries
+    # the mobile description on its own.
+    if not meta.same_mobile_and_fixed_line_pattern:
+        descs.append(meta.mobile)
+    patterns = [general.national_number_pattern] + [
+        desc.national_number_pattern for desc in descs if desc is not None
+    ]
+    if any(pattern and re.compile(pattern).groups for pattern in patterns):
+        return None
+    by_length: dict[int, re.Pattern[str]] = {}
+    if not general.national_number_pattern:
+        return by_length
+    for length in range(_MIN_NSN, _MAX_NSN + 1):
+        if length not in general.possible_length:
+            continue
+        types = [
+            f"(?:{desc.national_number_pattern})"
+            for desc in descs
+            if desc is not None
+            and desc.national_number_pattern
+            and (not desc.possible_length or length in desc.possible_length)
+        ]
+        if types:
+            lookahead = rf"(?=(?:{general.national_number_pattern})\Z)"
+            by_length[length] = re.compile(lookahead + "(?:" + "|".join(types) + ")")
+    return by_length
+
+
+def _build_plan(meta: PhoneMetadata) -> _Plan | None:
+    """The compiled plan, or None for metadata the fast path does not model
+    (none ships today): no general description or country code, no
+    possible lengths, a transform rule without groups (parse() would index
+    an empty tuple), patterns with groups. The library decides those."""
+    general = meta.general_desc
+    cc = meta.country_code
+    if general is None or cc is None or not general.possible_length:
+        return None
+    national_prefix = _compile(meta.national_prefix_for_parsing)
+    transform = meta.national_prefix_transform_rule or None
+    if transform is not None and national_prefix is not None and not national_prefix.groups:
+        return None
+    valid_by_length = _valid_by_length(meta, general)
+    if valid_by_length is None:
+        return None
+    return _Plan(
+        cc=cc,
+        cc_str=str(cc),
+        idd=_compile_prefix(meta.international_prefix),
+        national_prefix=national_prefix,
+        transform=transform,
+        general=_compile(general.national_number_pattern),
+        lengths=general.possible_length,
+        local_lengths=general.possible_length_local_only,
+        leading=_compile_prefix(meta.leading_digits),
+        valid_by_length=valid_by_length,
+    )
+
+
+@cache
+def _region_plan(region: str) -> _Plan | None:
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    meta = PhoneMetadata.metadata_for_region(region)
+    return None if meta is None else _build_plan(meta)
+
+
+@cache
+def _non_geo_plan(cc: int) -> _Plan | None:
+    meta = PhoneMetadata.metadata_for_nongeo_region(cc)
+    return None if meta is None else _build_plan(meta)
+
+
+def _plan_for(cc: int, region: str) -> _Plan | None:
+    return _non_geo_plan(cc) if region == _NON_GEO else _region_plan(region)
+
+
+@cache
+def _main_plan(cc: int) -> _Plan | None:
+    """The plan parse() switches to for a country code: its main region's."""
+    return _plan_for(cc, phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc][0])
+
+
+def _general_match(plan: _Plan, number: str) -> bool:
+    return plan.general is not None and plan.general.fullmatch(number) is not None
+
+
+def _length_verdict(plan: _Plan, number: str) -> int:
+    """phonenumbers' _test_number_length for the general description."""
+    length = len(number)
+    if length in plan.local_lengths:
+        return _LOCAL_ONLY
+    lengths = plan.lengths
+    if lengths[0] == length:
+        return _POSSIBLE
+    if lengths[0] > length:
+        return _TOO_SHORT
+    if lengths[-1] < length:
+        return _TOO_LONG
+    return _POSSIBLE if length in lengths[1:] else _INVALID_LENGTH
+
+
+def _strip_national_prefix(plan: _Plan, number: str) -> str:
+    """phonenumbers' _maybe_strip_national_prefix_carrier_code, number only."""
+    if not number or plan.national_prefix is None:
+        return number
+    match = plan.national_prefix.match(number)
+    if match is None:
+        return number
+    viable = _general_match(plan, number)
+    if plan.transform is None or match.groups()[-1] is None:
+        stripped = number[match.end() :]
+    else:
+        stripped = plan.national_prefix.sub(plan.transform, number, count=1)
+    # Keep the prefix when stripping turns a viable number into a non-viable one.
+    if viable and not _general_match(plan, stripped):
+        return number
+    return stripped
+
+
+def _is_valid_for(plan: _Plan, nsn: str) -> bool:
+    """phonenumbers' _number_type_helper(nsn, metadata) != UNKNOWN."""
+    pattern = plan.valid_by_length.get(len(nsn))
+    return pattern is not None and pattern.fullmatch(nsn) is not None
+
+
+def _is_valid(cc: int, nsn: str) -> bool | None:
+    """phonenumbers' is_valid_number: find the region, then validate for it.
+    None when a region's metadata is beyond the fast path."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc]
+    for region in regions:
+        plan = _plan_for(cc, region)
+        if plan is None:
+            return None
+        if len(regions) == 1:
+            return _is_valid_for(plan, nsn)
+        if plan.leading is not None:
+            if plan.leading.match(nsn):
+                return _is_valid_for(plan, nsn)
+        elif _is_valid_for(plan, nsn):
+            return True
+    return False
+
+
+# Country calling codes by their digits, for a dict lookup per prefix length.
+_COUNTRY_CODES: Final = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+
+
+def _split_country_code(digits: str) -> tuple[int, str]:
+    """phonenumbers' _extract_country_code: (0, digits) when there is none."""
+    if digits[0] != "0":
+        for end in range(1, _MAX_CC_DIGITS + 1):
+            cc = _COUNTRY_CODES.get(digits[:end])
+            if cc is not None:
+                return cc, digits[end:]
+    return 0, digits
+
+
+def fast_normalize_phone(value: str, default_region: str) -> str | None:
+    """The phone fast path alone: E.164 for a valid number, None to defer.
+
+    Raises :class:`PhoneInvalid` where it is sure the library would parse
+    the number and find it invalid. It handles ``+<cc> ...`` and national
+    numbers of ``default_region`` written with digits, spaces, dashes, dots
+    and parentheses, replicating phonenumbers' parse() and
+    is_valid_number() from the same metadata with precompiled patterns.
+    International dialling prefixes (00, 011, ...), letters, extensions,
+    unknown country codes and anything parse() would reject go to the
+    library.
+    """
+    if len(value) > _MAX_INPUT_LENGTH:
+        return None
+    shape = _PHONE_SHAPE.fullmatch(value)
+    if shape is None:
+        return None
+    home = _region_plan(default_region)
+    if home is None:
+        return None
+    # Five replace() calls beat translate() and re.sub() on strings this short.
+    digits = (
+        shape.group(2)
+        .replace(" ", "")
+        .replace("-", "")
+        .replace("(", "")
+        .replace(")", "")
+        .replace(".", "")
+    )
+    # Fewer digits: parse() rejects or takes the two-digit branch; more:
+    # certainly too long. Either way the library decides.
+    if not 3 <= len(digits) <= _MAX_CC_DIGITS + _MAX_NSN:
+        return None
+    plan: _Plan | None
+    if shape.group(1):
+        cc, national = _split_country_code(digits)
+        if cc == 0:
+            return None  # parse() retries without the "+": leave it to the library
+        plan = _main_plan(cc)
+    else:
+        if home.idd is not None and home.idd.match(digits):
+            return None
+        cc, national, plan = home.cc, digits, home
+        if digits.startswith(home.cc_str):
+            # The default region's country code written without "+": parse()
+            # drops it when that makes the number fit the region better.
+            candidate = _strip_national_prefix(home, digits[len(home.cc_str) :])
+            if (
+                not _general_match(home, digits) and _general_match(home, candidate)
+            ) or _length_verdict(home, digits) == _TOO_LONG:
+                national, plan = candidate, _main_plan(cc)
+    if plan is None or len(national) < _MIN_NSN:
+        return None
+    stripped = _strip_national_prefix(plan, national)
+    # parse() keeps the national prefix when what is left is not a possible
+    # length for the region (it may be a short code).
+    if _length_verdict(plan, stripped) in (_POSSIBLE, _TOO_LONG):
+        national = stripped
+    if len(national) > _MAX_NSN:
+        return None
+    valid = _is_valid(cc, national)
+    if valid is None:
+        return None
+    if not valid:
+        raise PhoneInvalid
+    return f"+{cc}{national}"
+
+
+def phone_by_library(value: str, default_region: str) -> str:
+    """The reference: phonenumbers' E.164 for a valid number, or :class:`PhoneInvalid`."""
+    try:
+        number = phonenumbers.parse(value, default_region)
+    except phonenumbers.NumberParseException:
+        raise PhoneInvalid from None
+    if not phonenumbers.is_valid_number(number):
+        raise PhoneInvalid
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def normalize_phone(value: str, default_region: str) -> str:
+    """Normalise a phone number to E.164 exactly as phonenumbers does.
+
+    Returns ``format_number(parse(value, default_region), E164)`` when
+    ``is_valid_number`` accepts the parsed number; raises
+    :class:`PhoneInvalid` otherwise (unparsable or invalid).
+    """
+    fast = fast_normalize_phone(value, default_region)
+    if fast is not None:
+        return fast
+    return phone_by_library(value, default_region)

@@ -1,0 +1,428 @@
+"""The contact record: the input model, its validation, the normalised output.
+
+A source (CSV file, JSON API) yields one mapping of column names to values
+per record. :func:`validate_record` turns it into a :class:`Contact` or into
+the list of every :class:`~contactsync.engine.reasons.Reason` that applies.
+
+Input rules, beyond the per-field limits in :class:`ContactIn`:
+
+* keys are the camelCase names of :class:`ContactIn`; unknown keys are
+  ignored (CSV exports carry columns we do not sync);
+* a column ``attr.<name>`` is the attribute ``<name>``; it merges with an
+  ``attributes`` mapping, and a name given both ways is ``record.malformed``;
+* every text value is cleaned with
+  :func:`~contactsync.engine.normalize.clean_text` first, and length limits
+  apply to the cleaned text; an empty (or blank) value means absent;
+* ``null``/``None`` means absent too;
+* the whole record may hold at most 16 KiB of text (UTF-8, keys and values,
+  attributes included); a larger record is rejected with
+  ``record.too_large`` alone, before any other work, so an oversized input
+  cannot cost more than a size check;
+* rejections carry reason codes only, in the declaration order of
+  :class:`Reason`, without duplicates, never a value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Final, NamedTuple, NoReturn
+
+import phonenumbers
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    Strict,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from .normalize import (
+    NormalizeError,
+    clean_text,
+    contains_markup,
+    normalize_email,
+    normalize_phone,
+)
+from .reasons import Reason
+
+__all__ = [
+    "ATTRIBUTE_PREFIX",
+    "MAX_ATTRIBUTES",
+    "MAX_ATTRIBUTE_KEY",
+    "MAX_ATTRIBUTE_VALUE",
+    "MAX_EMAIL",
+    "MAX_EXTERNAL_ID",
+    "MAX_NAME",
+    "MAX_ORGANISATION",
+    "MAX_PHONE",
+    "MAX_RECORD_BYTES",
+    "Contact",
+    "ContactIn",
+    "reasons_from",
+    "validate_record",
+]
+
+MAX_EXTERNAL_ID: Final = 128
+MAX_EMAIL: Final = 254
+MAX_PHONE: Final = 32
+MAX_NAME: Final = 100
+MAX_ORGANISATION: Final = 200  # company and job title
+MAX_ATTRIBUTES: Final = 32
+MAX_ATTRIBUTE_KEY: Final = 64
+MAX_ATTRIBUTE_VALUE: Final = 1024
+MAX_RECORD_BYTES: Final = 16 * 1024
+ATTRIBUTE_PREFIX: Final = "attr."
+
+# For values checked further before their length is (or that have none).
+_UNBOUNDED: Final = 1 << 62
+_UTF8_MAX_BYTES: Final = 4
+_NO_REGION: Final = "ZZ"  # without a default region only "+<cc>" numbers are valid
+_TRUE_WORDS: Final = frozenset({"true", "t", "yes", "y", "on", "1"})
+_FALSE_WORDS: Final = frozenset({"false", "f", "no", "n", "off", "0"})
+
+
+class Contact(NamedTuple):
+    """A validated, normalised contact. Immutable, hashable, cheap to pickle.
+
+    ``email`` is email-validator's normalised form, ``phone`` is E.164,
+    ``updated_at`` is an aware UTC datetime and ``attributes`` holds
+    ``(key, value)`` pairs sorted by key.
+    """
+
+    external_id: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    job_title: str | None
+    updated_at: datetime
+    deleted: bool
+    attributes: tuple[tuple[str, str], ...]
+
+
+# --- errors -----------------------------------------------------------------
+
+
+def _error(reason: Reason) -> PydanticCustomError:
+    # The error type IS the reason code; the message is fixed text, never the value.
+    return PydanticCustomError(reason.value, reason.description)
+
+
+def _fail(reasons: Iterable[Reason]) -> NoReturn:
+    """Raise every reason for the current field; pydantic adds the location."""
+    unique = list(dict.fromkeys(reasons))
+    if len(unique) == 1:
+        raise _error(unique[0])
+    details: list[InitErrorDetails] = [
+        {"type": _error(reason), "loc": (), "input": None} for reason in unique
+    ]
+    raise ValidationError.from_exception_data("ContactIn", details, hide_input=True)
+
+
+def _bounded(value: str, max_len: int) -> str:
+    try:
+        return clean_text(value, max_len)
+    except NormalizeError as exc:
+        _fail([exc.reason])
+
+
+# --- field validators -------------------------------------------------------
+
+
+def _external_id(value: object) -> str:
+    if value is not None and not isinstance(value, str):
+        _fail([Reason.FIELD_INVALID])
+    text = None if value is None else _bounded(value, MAX_EXTERNAL_ID)
+    if not text:
+        _fail([Reason.FIELD_MISSING])
+    return text
+
+
+def _optional(max_len: int) -> AfterValidator:
+    def validate(value: str | None) -> str | None:
+        return None if value is None else _bounded(value, max_len) or None
+
+    return AfterValidator(validate)
+
+
+def _display(max_len: int) -> AfterValidator:
+    """A name, company or job title: bounded, and free of markup."""
+
+    def validate(value: str | None) -> str | None:
+        if value is None:
+            return None
+        # Unbounded here so an over-long value is still checked for markup.
+        text = _bounded(value, _UNBOUNDED)
+        reasons = []
+        if len(text) > max_len:
+            reasons.append(Reason.FIELD_TOO_LONG)
+        if contains_markup(text):
+            reasons.append(Reason.NAME_MARKUP)
+        if reasons:
+            _fail(reasons)
+        return text or None
+
+    return AfterValidator(validate)
+
+
+def _email(value: str | None) -> str | None:
+    text = None if value is None else _bounded(value, MAX_EMAIL)
+    if not text:
+        return None
+    try:
+        return normalize_email(text)
+    except NormalizeError as exc:
+        _fail([exc.reason])
+
+
+def _phone(value: str | None, info: ValidationInfo) -> str | None:
+    text = None if value is None else _bounded(value, MAX_PHONE)
+    if not text:
+        return None
+    region = info.context.get("default_region", _NO_REGION) if info.context else _NO_REGION
+    try:
+        return normalize_phone(text, region)
+    except NormalizeError as exc:
+        _fail([exc.reason])
+
+
+def _updated_at(value: object) -> datetime:
+    if isinstance(value, str):
+        text = _bounded(value, _UNBOUNDED)
+        if not text:
+            _fail([Reason.FIELD_MISSING])
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            _fail([Reason.UPDATED_AT_INVALID])
+        # Every ISO-8601 date without a time fits in 10 characters and every
+        # date-time needs more; a bare date is too coarse to order updates.
+        if len(text) <= len("YYYY-MM-DD"):
+            _fail([Reason.UPDATED_AT_INVALID])
+    elif isinstance(value, datetime):
+        parsed = value
+    elif value is None:
+        _fail([Reason.FIELD_MISSING])
+    else:
+        _fail([Reason.UPDATED_AT_INVALID])
+    if parsed.utcoffset() is None:
+        return parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00 is before datetime.min in UTC
+        _fail([Reason.UPDATED_AT_INVALID])
+
+
+def _deleted(value: object) -> object:
+    """CSV gives "true"/"yes"/"1"/"" and so on; absent or blank means False."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        word = _bounded(value, _UNBOUNDED).lower()
+        if not word or word in _FALSE_WORDS:
+            return False
+        if word in _TRUE_WORDS:
+            return True
+        _fail([Reason.FIELD_INVALID])
+    return value  # bool (and 0/1) are pydantic's to check
+
+
+def _attributes(value: object) -> dict[str, str]:
+    if value is None or value == "":
+        return {}
+    if not isinstance(value, Mapping):
+        _fail([Reason.FIELD_INVALID])
+    reasons: list[Reason] = []
+    out: dict[str, str] = {}
+    present = 0
+    for raw_key, raw_value in value.items():
+        if raw_value is None or raw_value == "":
+            continue  # absent: CSV has a cell for every attribute column
+        if not isinstance(raw_key, str) or not isinstance(raw_value, str):
+            reasons.append(Reason.FIELD_INVALID)
+            present += 1
+            continue
+        try:
+            text = clean_text(raw_value, _UNBOUNDED)
+            key = clean_text(raw_key, _UNBOUNDED)
+        except NormalizeError as exc:
+            reasons.append(exc.reason)
+            present += 1
+            continue
+        if not text:
+            continue  # blank is absent too
+        present += 1
+        if not key or key in out:
+            reasons.append(Reason.FIELD_INVALID)
+        if len(key) > MAX_ATTRIBUTE_KEY or len(text) > MAX_ATTRIBUTE_VALUE:
+            reasons.append(Reason.FIELD_TOO_LONG)
+        out[key] = text
+    if present > MAX_ATTRIBUTES:
+        reasons.append(Reason.ATTRIBUTES_TOO_MANY)
+    if reasons:
+        _fail(reasons)
+    return out
+
+
+# --- the model --------------------------------------------------------------
+
+_OptionalText = Annotated[str | None, Strict()]
+
+
+class ContactIn(BaseModel):
+    """One input record, by its camelCase JSON/CSV names.
+
+    Text fields must be strings (``field.invalid`` otherwise), are cleaned,
+    then bounded: ``externalId`` 128, ``email`` 254, ``phone`` 32 (as
+    written), names 100, ``company`` and ``jobTitle`` 200 characters.
+    ``email`` and ``phone`` are normalised (``phone`` against the
+    ``default_region`` in the validation context; without one, only
+    ``+<cc>`` numbers are valid). ``updatedAt`` is an ISO-8601 date-time; a
+    naive one is taken as UTC. ``deleted`` takes booleans, 0/1 and the usual
+    words (true/false, yes/no, y/n, t/f, on/off, 1/0; blank is false).
+    ``attributes`` maps at most 32 keys of at most 64 characters to values of
+    at most 1024; blank values are dropped. Unknown keys are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    external_id: Annotated[str, PlainValidator(_external_id)] = Field(alias="externalId")
+    email: Annotated[_OptionalText, AfterValidator(_email)] = None
+    phone: Annotated[_OptionalText, AfterValidator(_phone)] = None
+    first_name: Annotated[_OptionalText, _display(MAX_NAME)] = Field(None, alias="firstName")
+    last_name: Annotated[_OptionalText, _display(MAX_NAME)] = Field(None, alias="lastName")
+    company: Annotated[_OptionalText, _display(MAX_ORGANISATION)] = None
+    job_title: Annotated[_OptionalText, _display(MAX_ORGANISATION)] = Field(None, alias="jobTitle")
+    updated_at: Annotated[datetime, PlainValidator(_updated_at)] = Field(alias="updatedAt")
+    deleted: Annotated[bool, BeforeValidator(_deleted)] = False
+    attributes: Annotated[dict[str, str], PlainValidator(_attributes)] = Field(default_factory=dict)
+
+    def to_contact(self) -> Contact:
+        return Contact(
+            self.external_id,
+            self.email,
+            self.phone,
+            self.first_name,
+            self.last_name,
+            self.company,
+            self.job_title,
+            self.updated_at,
+            self.deleted,
+            tuple(sorted(self.attributes.items())),
+        )
+
+
+# pydantic's own error types, for what its core checks before our validators.
+_BUILTIN_REASONS: Final[Mapping[str, Reason]] = {
+    "missing": Reason.FIELD_MISSING,
+    "string_type": Reason.FIELD_INVALID,
+    "bool_type": Reason.FIELD_INVALID,
+    "bool_parsing": Reason.FIELD_INVALID,
+    "model_type": Reason.RECORD_MALFORMED,
+}
+_REASON_ORDER: Final = {reason: index for index, reason in enumerate(Reason)}
+_CODES: Final = {reason.value: reason for reason in Reason}
+
+
+def reasons_from(error: ValidationError) -> list[Reason]:
+    """The reason codes of a ContactIn validation error, deduplicated, in
+    :class:`Reason` order. An unexpected error type counts as
+    ``field.invalid`` rather than being lost."""
+    found = {
+        _CODES.get(kind) or _BUILTIN_REASONS.get(kind, Reason.FIELD_INVALID)
+        for kind in (detail["type"] for detail in error.errors(include_url=False))
+    }
+    return sorted(found, key=_REASON_ORDER.__getitem__)
+
+
+# --- the entry point ----------------------------------------------------------
+
+
+def _text_size(fields: Mapping[str, object], attributes: object) -> int:
+    """Characters of text in the record: keys and string values, attributes included."""
+    try:
+        # The common CSV record is all strings: let join do the walking in C.
+        size = len("".join(fields)) + len("".join(fields.values()))  # type: ignore[arg-type]
+    except TypeError:
+        size = sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in fields.items())
+    if isinstance(attributes, Mapping):
+        size += sum(
+            (len(k) if isinstance(k, str) else 0) + (len(v) if isinstance(v, str) else 0)
+            for k, v in attributes.items()
+        )
+    return size
+
+
+def _too_large(fields: Mapping[str, object], attributes: object) -> bool:
+    chars = _text_size(fields, attributes)
+    # A character is 1 to 4 UTF-8 bytes, so the exact size is only needed
+    # for the rare record between 4 KiB and 16 KiB of characters.
+    if chars * _UTF8_MAX_BYTES <= MAX_RECORD_BYTES:
+        return False
+    if chars > MAX_RECORD_BYTES:
+        return True
+    texts = [item for pair in fields.items() for item in pair if isinstance(item, str)]
+    if isinstance(attributes, Mapping):
+        texts += [item for pair in attributes.items() for item in pair if isinstance(item, str)]
+    # surrogatepass: a lone surrogate must be measured here and rejected later.
+    return sum(len(text.encode("utf-8", "surrogatepass")) for text in texts) > MAX_RECORD_BYTES
+
+
+_contexts: dict[str, dict[str, str]] = {}
+# ContactIn.model_validate without its per-call keyword handling: this is the hot path.
+_VALIDATOR: Final = ContactIn.__pydantic_validator__
+
+
+def validate_record(fields: Mapping[str, object], *, default_region: str) -> Contact | list[Reason]:
+    """Validate and normalise one record.
+
+    Returns the :class:`Contact`, or every applicable reason code (see the
+    module docstring). ``default_region`` (ISO 3166 alpha-2, e.g. "US") is
+    the region of phone numbers written without a country code; an unknown
+    region is a configuration error and raises ValueError.
+    """
+    context = _contexts.get(default_region)
+    if context is None:
+        if default_region not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("default_region is not a supported region code")
+        context = _contexts.setdefault(default_region, {"default_region": default_region})
+    if not isinstance(fields, dict | Mapping):  # dict first: the ABC check is slower
+        return [Reason.RECORD_MALFORMED]
+    try:
+        keys = "".join(fields)
+    except TypeError:  # a key that is not a string
+        return [Reason.RECORD_MALFORMED]
+    attributes = fields.get("attributes")
+    if _too_large(fields, attributes):
+        return [Reason.RECORD_TOO_LARGE]
+    data: Mapping[str, object] = fields
+    # The joined keys hold the prefix whenever a key starts with it.
+    columns = (
+        {
+            key[len(ATTRIBUTE_PREFIX) :]: value
+            for key, value in fields.items()
+            if key.startswith(ATTRIBUTE_PREFIX)
+        }
+        if ATTRIBUTE_PREFIX in keys
+        else None
+    )
+    if columns:
+        if isinstance(attributes, Mapping):
+            if not columns.keys().isdisjoint(attributes.keys()):
+                return [Reason.RECORD_MALFORMED]
+            columns.update(attributes)
+        elif attributes not in (None, ""):
+            return [Reason.RECORD_MALFORMED]
+        data = {**fields, "attributes": columns}
+    try:
+        record: ContactIn = _VALIDATOR.validate_python(data, context=context)
+    except ValidationError as error:
+        return reasons_from(error)
+    return record.to_contact()
