@@ -76,11 +76,13 @@ def build_source(spec: Source, secrets: SecretStore) -> SourceConnector:
         return JsonlSource(opener, encoding=spec.encoding)
     if spec.type == "rest":
         paging = spec.pagination
-        pagination = {
-            "nextLink": lambda: NextLinkPagination(path=paging.next_link_path),
-            "cursor": lambda: CursorPagination(path=paging.cursor_path, param=paging.cursor_param),
-            "offset": lambda: OffsetPagination(limit=paging.page_size),
-        }[paging.type]()
+        pagination: NextLinkPagination | CursorPagination | OffsetPagination
+        if paging.type == "nextLink":
+            pagination = NextLinkPagination(path=paging.next_link_path)
+        elif paging.type == "cursor":
+            pagination = CursorPagination(path=paging.cursor_path, param=paging.cursor_param)
+        else:
+            pagination = OffsetPagination(limit=paging.page_size)
         return RestSource(
             str(spec.url),
             _client(spec.tls, spec.auth, secrets),
@@ -88,7 +90,8 @@ def build_source(spec: Source, secrets: SecretStore) -> SourceConnector:
             records_path=spec.records_path,
             since_param=spec.since_param,
         )
-    assert spec.dsn_secret_ref is not None and spec.table is not None
+    assert spec.dsn_secret_ref is not None
+    assert spec.table is not None
     conninfo = secure_conninfo(secrets.read(spec.dsn_secret_ref), spec.tls, secrets)
     return PostgresSource(conninfo, table=spec.table, cursor_column=spec.cursor_column)
 
@@ -102,7 +105,8 @@ def build_destination(
     key_id: str,
 ) -> DestinationConnector:
     if spec.type == "postgres":
-        assert spec.dsn_secret_ref is not None and spec.table is not None
+        assert spec.dsn_secret_ref is not None
+        assert spec.table is not None
         return PostgresDestination(
             secure_conninfo(secrets.read(spec.dsn_secret_ref), spec.tls, secrets),
             table=spec.table,

@@ -10,8 +10,8 @@ status, attempt and duration only.
 from __future__ import annotations
 
 import base64
-import io
 import email.utils
+import io
 import logging
 import re
 import secrets
@@ -674,8 +674,7 @@ class _ResponseStream(io.RawIOBase):
                 return 0
             except httpx.HTTPError as exc:
                 raise TransportError(
-                    f"GET {location(self._response.url)} failed mid-stream: "
-                    f"{type(exc).__name__}",
+                    f"GET {location(self._response.url)} failed mid-stream: {type(exc).__name__}",
                     attempts=1,
                 ) from exc
         size = min(len(buffer), len(self._pending))
@@ -686,4 +685,3 @@ class _ResponseStream(io.RawIOBase):
     def close(self) -> None:
         self._response.close()
         super().close()
-

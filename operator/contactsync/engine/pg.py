@@ -31,12 +31,11 @@ def secure_conninfo(dsn: str, tls: Tls, secrets: SecretStore) -> str:
     params.setdefault("application_name", "contactsync")
     if tls.ssl_mode != "verify-full":
         log.warning(
-            "PostgreSQL TLS weakened by spec: sslmode=%s does not verify the server's "
-            "host name%s",
+            "PostgreSQL TLS weakened by spec: sslmode=%s does not verify the server's host name%s",
             tls.ssl_mode,
             "" if tls.ssl_mode == "verify-ca" else " or certificate",
         )
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def connect(dsn: str, tls: Tls, secrets: SecretStore) -> psycopg.Connection[tuple[object, ...]]:

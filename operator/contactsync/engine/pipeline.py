@@ -116,13 +116,17 @@ def run_sync(
         since = None
         if spec.mode == "incremental" and (cursor := run.cursor()) is not None:
             since = cursor - LOOKBACK
-        batches = (_newer_than(b, since) for b in source.batches(since=since, batch_size=BATCH_SIZE))
+        batches = (
+            _newer_than(b, since) for b in source.batches(since=since, batch_size=BATCH_SIZE)
+        )
         for encoded in _prepared(batches, keyring, settings, destination.encoder, workers):
             run.write(encoded)
             summary.valid += encoded.valid
             summary.rejected += encoded.rejected
             reasons.update(encoded.reasons)
-            if encoded.max_updated_at and (high_water is None or encoded.max_updated_at > high_water):
+            if encoded.max_updated_at and (
+                high_water is None or encoded.max_updated_at > high_water
+            ):
                 high_water = encoded.max_updated_at
         summary.read = summary.valid + summary.rejected
         summary.quarantined = summary.rejected
@@ -140,7 +144,11 @@ def run_sync(
             max_delete_ratio=spec.safety.max_delete_ratio,
             cursor=high_water,
         )
-    summary.inserted, summary.updated, summary.deleted = counts.inserted, counts.updated, counts.deleted
+    summary.inserted, summary.updated, summary.deleted = (
+        counts.inserted,
+        counts.updated,
+        counts.deleted,
+    )
     summary.unchanged, summary.merged = counts.unchanged, counts.merged
     summary.duration_seconds = round(time.monotonic() - started, 3)
     return summary
@@ -201,7 +209,9 @@ def _prepared(
     # forkserver: the parent may run threads (Prefect does); fork would copy their locks.
     context = multiprocessing.get_context("forkserver")
     with ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_init_worker,
+        workers,
+        mp_context=context,
+        initializer=_init_worker,
         initargs=(keyring.to_json(), settings, encoder),
     ) as pool:
         pending: deque[Future[EncodedBatch]] = deque()

@@ -77,9 +77,7 @@ class Preparer:
         self.cipher = FieldCipher(keyring)
         self.index = BlindIndex(keyring)
         self._encrypted = [
-            (name, column)
-            for name, column in COLUMNS.items()
-            if name in settings.encrypted_fields
+            (name, column) for name, column in COLUMNS.items() if name in settings.encrypted_fields
         ]
         self._plain = [
             (name, column)
@@ -125,7 +123,10 @@ class Preparer:
         return PreparedRow(
             external_id=contact.external_id,
             values=values,
-            email_bidx=None if contact.email is None else self.index.digest("email", contact.email),
+            # Matching ignores the case of the local part, which the stored value keeps.
+            email_bidx=None
+            if contact.email is None
+            else self.index.digest("email", contact.email.lower()),
             phone_bidx=None if contact.phone is None else self.index.digest("phone", contact.phone),
             attributes=dict(contact.attributes),
             updated_at=contact.updated_at,
@@ -160,9 +161,8 @@ def _canonical(contact: Contact) -> str:
             contact.company,
             contact.job_title,
             contact.deleted,
-            sorted(contact.attributes.items()),
+            sorted(contact.attributes),
         ],
         ensure_ascii=False,
         separators=(",", ":"),
     )
-

@@ -30,7 +30,9 @@ def _transient(exc: BaseException) -> bool:
 
     if isinstance(exc, SyncFailedError):
         return False
-    return isinstance(exc, (TransportError, psycopg.OperationalError, ConnectionError, TimeoutError))
+    return isinstance(
+        exc, (TransportError, psycopg.OperationalError, ConnectionError, TimeoutError)
+    )
 
 
 @task(

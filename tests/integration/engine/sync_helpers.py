@@ -6,6 +6,7 @@ import csv
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,18 @@ from contactsync.engine.pipeline import Summary, SyncIdentity, run_sync
 from contactsync.engine.secrets import SecretStore
 from tests.testbed import TestBed
 
-FIELDS = ["externalId", "email", "phone", "firstName", "lastName", "company", "jobTitle",
-          "updatedAt", "deleted"]
+EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # contact n was last updated n hours later
+FIELDS = [
+    "externalId",
+    "email",
+    "phone",
+    "firstName",
+    "lastName",
+    "company",
+    "jobTitle",
+    "updatedAt",
+    "deleted",
+]
 
 
 def contact(n: int, **overrides: object) -> dict[str, object]:
@@ -31,7 +42,7 @@ def contact(n: int, **overrides: object) -> dict[str, object]:
         "lastName": f"Last{n}",
         "company": "Acme",
         "jobTitle": "Engineer",
-        "updatedAt": f"2025-01-01T00:{n // 60 % 60:02d}:{n % 60:02d}Z",
+        "updatedAt": (EPOCH + timedelta(hours=n)).isoformat().replace("+00:00", "Z"),
         "deleted": "false",
     }
     record.update(overrides)
@@ -73,9 +84,11 @@ class SyncEnv:
     def spec(self, source: dict[str, Any], **extra: Any) -> ContactSyncSpec:
         document: dict[str, Any] = {
             "source": source,
-            "destination": {"type": "postgres", "dsnSecretRef": {"name": "warehouse",
-                                                                  "key": "dsn"},
-                            "table": "contacts"},
+            "destination": {
+                "type": "postgres",
+                "dsnSecretRef": {"name": "warehouse", "key": "dsn"},
+                "table": "contacts",
+            },
             "validation": {"maxRejectRatio": 0.5},
             **extra,
         }
@@ -83,10 +96,13 @@ class SyncEnv:
 
     def run(self, spec: ContactSyncSpec, **kwargs: Any) -> Summary:
         identity = SyncIdentity(self.namespace, self.name, "uid-1")
-        return run_sync(spec, identity, secrets=self.secrets, workers=kwargs.pop("workers", 0),
-                        **kwargs)
+        return run_sync(
+            spec, identity, secrets=self.secrets, workers=kwargs.pop("workers", 0), **kwargs
+        )
 
-    def rows(self, query: str = "SELECT * FROM contacts ORDER BY external_id") -> list[dict[str, Any]]:
+    def rows(
+        self, query: str = "SELECT * FROM contacts ORDER BY external_id"
+    ) -> list[dict[str, Any]]:
         with psycopg.connect(self.dsn, row_factory=psycopg.rows.dict_row) as conn:
             return conn.execute(query).fetchall()  # type: ignore[arg-type]
 

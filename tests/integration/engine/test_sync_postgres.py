@@ -43,10 +43,13 @@ def test_csv_into_postgres_encrypts_pii_and_counts_everything(env: SyncEnv) -> N
     assert env.decrypt(c3, "email") == "Person.3@example.com"
     assert env.decrypt(c3, "phone") == "+16502530003"
     raw = b"".join(bytes(r["email"]) + bytes(r["first_name"]) for r in rows)
-    assert b"example.com" not in raw and b"First" not in raw
+    assert b"example.com" not in raw
+    assert b"First" not in raw
     quarantine = env.rows("SELECT position, reasons, record FROM contacts_quarantine ORDER BY 1")
     assert [(q["position"], q["reasons"]) for q in quarantine] == [
-        (11, ["email.invalid"]), (12, ["phone.invalid"])]
+        (11, ["email.invalid"]),
+        (12, ["phone.invalid"]),
+    ]
     assert b"not-an-email" not in bytes(quarantine[0]["record"])
 
 
@@ -77,7 +80,9 @@ def test_incremental_reads_only_what_changed(env: SyncEnv) -> None:
     # Only records within the lookback of the cursor and the changed one are read.
     assert second.read < 30
     assert (second.inserted, second.updated) == (0, 1)
-    assert env.rows("SELECT company FROM contacts WHERE external_id = 'c5'")[0]["company"] == "NewCo"
+    assert (
+        env.rows("SELECT company FROM contacts WHERE external_id = 'c5'")[0]["company"] == "NewCo"
+    )
     state = env.rows("SELECT cursor FROM contactsync_state")[0]["cursor"]
     assert state.isoformat() == "2025-03-01T00:00:00+00:00"
 
@@ -86,22 +91,34 @@ def test_second_level_match_on_email_blind_index(env: SyncEnv) -> None:
     first = write_csv(env.root / "a.csv", [contact(1)])
     env.run(env.spec(csv_source(first)))
     # Another source id, same person (email differs only in case), newer.
-    second = write_csv(env.root / "b.csv", [
-        contact(99, email="PERSON.1@example.com", phone="+1 650 253 0001",
-                jobTitle="VP", updatedAt="2025-05-01T00:00:00Z")])
+    second = write_csv(
+        env.root / "b.csv",
+        [
+            contact(
+                99,
+                email="PERSON.1@example.com",
+                phone="+1 650 253 0001",
+                jobTitle="VP",
+                updatedAt="2025-05-01T00:00:00Z",
+            )
+        ],
+    )
     summary = env.run(env.spec(csv_source(second)))
     assert (summary.inserted, summary.updated) == (0, 1)
     rows = env.rows()
-    assert len(rows) == 1 and rows[0]["external_id"] == "c1"
-    assert rows[0]["source_id"] == "c99" and rows[0]["job_title"] == "VP"
+    assert len(rows) == 1
+    assert rows[0]["external_id"] == "c1"
+    assert rows[0]["source_id"] == "c99"
+    assert rows[0]["job_title"] == "VP"
     assert env.decrypt(rows[0], "email") == "PERSON.1@example.com"
 
 
 def test_last_writer_wins_regardless_of_arrival_order(env: SyncEnv) -> None:
     newer = contact(1, jobTitle="New", updatedAt="2025-06-01T00:00:00Z")
     older = contact(1, jobTitle="Old", updatedAt="2025-01-01T00:00:00Z")
-    env.run(env.spec(csv_source(write_csv(env.root / "n.csv", [newer]))))
-    summary = env.run(env.spec(csv_source(write_csv(env.root / "o.csv", [older]))))
+    # Full mode: an incremental run would not even read the older record.
+    env.run(env.spec(csv_source(write_csv(env.root / "n.csv", [newer])), mode="full"))
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "o.csv", [older])), mode="full"))
     assert summary.unchanged == 1
     assert env.rows()[0]["job_title"] == "New"
 
@@ -119,8 +136,7 @@ def test_source_deletion_flag_soft_deletes(env: SyncEnv) -> None:
 def test_full_mode_soft_deletes_rows_missing_from_the_extract(env: SyncEnv) -> None:
     records = [contact(n) for n in range(1, 21)]
     env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records)), mode="full"))
-    summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", records[1:])),
-                               mode="full"))
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", records[1:])), mode="full"))
     assert summary.deleted == 1
     assert env.rows("SELECT count(*) AS n FROM contacts WHERE deleted_at IS NOT NULL")[0]["n"] == 1
 
@@ -137,7 +153,7 @@ def test_delete_guard_refuses_and_writes_nothing(env: SyncEnv) -> None:
     records = [contact(n) for n in range(1, 21)]
     env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records)), mode="full"))
     before = env.rows()
-    shrunk = write_csv(env.root / "b.csv", records[:10] + [contact(50)])
+    shrunk = write_csv(env.root / "b.csv", [*records[:10], contact(50)])
     with pytest.raises(DeleteGuardError, match=r"refusing to delete 10 of 20"):
         env.run(env.spec(csv_source(shrunk), mode="full", safety={"maxDeleteRatio": 0.2}))
     assert env.rows() == before
@@ -157,8 +173,10 @@ def test_reject_ratio_guard_fails_before_writing(env: SyncEnv) -> None:
 def test_ciphertext_moved_to_another_row_fails_to_decrypt(env: SyncEnv) -> None:
     env.run(env.spec(csv_source(write_csv(env.root / "a.csv", [contact(1), contact(2)]))))
     with psycopg.connect(env.dsn) as conn:
-        conn.execute("UPDATE contacts SET email = (SELECT email FROM contacts WHERE "
-                     "external_id = 'c2') WHERE external_id = 'c1'")
+        conn.execute(
+            "UPDATE contacts SET email = (SELECT email FROM contacts WHERE "
+            "external_id = 'c2') WHERE external_id = 'c1'"
+        )
     rows = {r["external_id"]: r for r in env.rows()}
     assert env.decrypt(rows["c2"], "email") == "Person.2@example.com"
     with pytest.raises(DecryptError):
@@ -168,24 +186,31 @@ def test_ciphertext_moved_to_another_row_fails_to_decrypt(env: SyncEnv) -> None:
 
 
 def test_worker_processes_give_the_same_result(env: SyncEnv) -> None:
-    path = write_csv(env.root / "in.csv", [contact(n) for n in range(1, 200)]
-                     + [contact(500, email="nope")])
+    path = write_csv(
+        env.root / "in.csv", [contact(n) for n in range(1, 200)] + [contact(500, email="nope")]
+    )
     summary = env.run(env.spec(csv_source(path)), workers=2)
     assert (summary.valid, summary.rejected, summary.inserted) == (199, 1, 199)
 
 
 def test_postgres_source_into_postgres(env: SyncEnv) -> None:
     with psycopg.connect(env.dsn) as conn:
-        conn.execute("CREATE TABLE crm (external_id text, email text, phone text, "
-                     "first_name text, updated_at timestamptz, secret_notes text)")
+        conn.execute(
+            "CREATE TABLE crm (external_id text, email text, phone text, "
+            "first_name text, updated_at timestamptz, secret_notes text)"
+        )
         for n in range(1, 8):
-            conn.execute("INSERT INTO crm VALUES (%s, %s, %s, %s, now(), 'x')",
-                         (f"p{n}", f"p{n}@example.org", "+1 650 253 0000", f"F{n}"))
+            conn.execute(
+                "INSERT INTO crm VALUES (%s, %s, %s, %s, now(), 'x')",
+                (f"p{n}", f"p{n}@example.org", "+1 650 253 0000", f"F{n}"),
+            )
     (env.root / "secrets" / "crm-db").mkdir()
     (env.root / "secrets" / "crm-db" / "dsn").write_text(env.dsn)
-    summary = env.run(env.spec({"type": "postgres", "dsnSecretRef": {"name": "crm-db",
-                                                                     "key": "dsn"},
-                                "table": "crm"}))
+    summary = env.run(
+        env.spec(
+            {"type": "postgres", "dsnSecretRef": {"name": "crm-db", "key": "dsn"}, "table": "crm"}
+        )
+    )
     # They share a phone, but the phone only matches records without an email:
     # seven different emails stay seven contacts. Unmapped columns are never read.
     assert (summary.valid, summary.inserted) == (7, 7)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from contactsync.engine.prepare import Prepared
 
-from . import EncodedBatch, WriteCounts
+from . import EncodedBatch, Encoder, WriteCounts
 
 STATE_FILE = "state.json"
 
@@ -94,7 +94,9 @@ class JsonlRun:
         self._written += batch.valid
         self._deleted += batch.flagged_deleted
 
-    def finish(self, *, full: bool, max_delete_ratio: float, cursor: datetime | None) -> WriteCounts:
+    def finish(
+        self, *, full: bool, max_delete_ratio: float, cursor: datetime | None
+    ) -> WriteCounts:
         for handle, partial, final in (
             (self._rows, self.partial, self.final),
             (self._quarantine, self.quarantine_partial, self.quarantine_final),
@@ -115,7 +117,10 @@ class JsonlRun:
         return WriteCounts(inserted=self._written - self._deleted, deleted=self._deleted)
 
     def abort(self) -> None:
-        for handle, partial in ((self._rows, self.partial), (self._quarantine, self.quarantine_partial)):
+        for handle, partial in (
+            (self._rows, self.partial),
+            (self._quarantine, self.quarantine_partial),
+        ):
             handle.close()
             partial.unlink(missing_ok=True)
 
@@ -123,7 +128,7 @@ class JsonlRun:
 class JsonlDestination:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.encoder = encode
+        self.encoder: Encoder = encode
 
     @contextmanager
     def open_run(self, run_id: str) -> Iterator[JsonlRun]:

@@ -25,7 +25,7 @@ from psycopg import sql
 
 from contactsync.engine.prepare import COLUMNS, Prepared
 
-from . import DeleteGuardError, EncodedBatch, WriteCounts
+from . import DeleteGuardError, EncodedBatch, Encoder, WriteCounts
 
 log = logging.getLogger("contactsync.engine.postgres")
 
@@ -196,11 +196,13 @@ class PostgresRun:
                     for external_id in batch.seen_ids:
                         copy.write_row((external_id,))
 
-    def finish(self, *, full: bool, max_delete_ratio: float, cursor: datetime | None) -> WriteCounts:
+    def finish(
+        self, *, full: bool, max_delete_ratio: float, cursor: datetime | None
+    ) -> WriteCounts:
         t = self._t
         cur = self.conn.cursor()
         cur.execute("ANALYZE stage")
-        staged = _count(cur, "SELECT count(*) FROM stage")
+        staged = _count(cur, sql.SQL("SELECT count(*) FROM stage"))
         # 1. One row per contact: resolve each record to its stored row, then
         #    keep the last writer (ties broken by digest: order-independent).
         cur.execute(
@@ -242,14 +244,16 @@ class PostgresRun:
                 " AND (w.updated_at, w.content_digest) > (d.updated_at, d.content_digest)"
             ).format(t=t),
         )
-        missing_query = sql.SQL(
-            "FROM {t} d WHERE d.deleted_at IS NULL"
+        missing_rows = sql.SQL(
+            "d.deleted_at IS NULL"
             " AND NOT EXISTS (SELECT 1 FROM winners w WHERE w.target_id = d.external_id)"
             " AND NOT EXISTS (SELECT 1 FROM seen_rejected s WHERE s.external_id = d.external_id)"
-        ).format(t=t)
-        missing = (
-            _count(cur, sql.SQL("SELECT count(*) ").format() + missing_query) if full else 0
         )
+        missing = 0
+        if full:
+            missing = _count(
+                cur, sql.SQL("SELECT count(*) FROM {t} d WHERE ").format(t=t) + missing_rows
+            )
         if live and (flagged + missing) / live > max_delete_ratio:
             raise DeleteGuardError(
                 f"refusing to delete {flagged + missing} of {live} live contacts "
@@ -260,8 +264,17 @@ class PostgresRun:
         targets = sql.SQL(", ").join(sql.Identifier(c) for c in COLUMNS.values())
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
-            for c in [*COLUMNS.values(), "source_id", "email_bidx", "phone_bidx", "attributes",
-                      "updated_at", "content_digest", "key_id", "run_id"]
+            for c in [
+                *COLUMNS.values(),
+                "source_id",
+                "email_bidx",
+                "phone_bidx",
+                "attributes",
+                "updated_at",
+                "content_digest",
+                "key_id",
+                "run_id",
+            ]
         )
         cur.execute(
             sql.SQL(
@@ -285,9 +298,10 @@ class PostgresRun:
         # 4. A complete extract: what it no longer has is soft-deleted.
         if full and missing:
             cur.execute(
-                sql.SQL("UPDATE {t} d SET deleted_at = now(), run_id = %s, synced_at = now() ")
-                .format(t=t)
-                + missing_query,
+                sql.SQL(
+                    "UPDATE {t} d SET deleted_at = now(), run_id = %s, synced_at = now() WHERE "
+                ).format(t=t)
+                + missing_rows,
                 (self.run_id,),
             )
         if cursor is not None:
@@ -309,10 +323,11 @@ class PostgresRun:
         )
 
 
-def _count(cur: psycopg.Cursor[tuple[object, ...]], query: str | sql.Composable) -> int:
+def _count(cur: psycopg.Cursor[tuple[object, ...]], query: sql.SQL | sql.Composed) -> int:
     cur.execute(query)
     row = cur.fetchone()
-    assert row is not None and isinstance(row[0], int)
+    assert row is not None
+    assert isinstance(row[0], int)
     return row[0]
 
 
@@ -331,7 +346,7 @@ class PostgresDestination:
         self.encrypted_columns = encrypted_columns
         self.sync_key = sync_key
         self.key_id = key_id
-        self.encoder = encode
+        self.encoder: Encoder = encode
 
     @contextmanager
     def open_run(self, run_id: str) -> Iterator[PostgresRun]:

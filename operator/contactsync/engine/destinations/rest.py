@@ -9,9 +9,10 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from typing import IO
 
 from ..http import SecureClient, location, require_https
-from . import EncodedBatch, WriteCounts
+from . import EncodedBatch, Encoder, WriteCounts
 from .jsonl import encode as encode_jsonl
 
 # Visible ASCII, bounded: it goes into a header as is.
@@ -51,12 +52,13 @@ class SpooledRestRun:
     """Holds a run's encoded records in a private spool file until the guards
     have passed, then POSTs them in batches; a refused run sends nothing."""
 
-    def __init__(self, destination: RestDestination, run_id: str, batch_size: int) -> None:
+    def __init__(
+        self, destination: RestDestination, run_id: str, batch_size: int, spool: IO[bytes]
+    ) -> None:
         self._destination = destination
         self._run_id = run_id
         self._batch_size = batch_size
-        # Ciphertext only (the encoder ran first), in a file only this process can read.
-        self._spool = tempfile.TemporaryFile(prefix="contactsync-spool-")
+        self._spool = spool
         self._written = 0
         self._deleted = 0
 
@@ -68,7 +70,9 @@ class SpooledRestRun:
         self._written += batch.valid
         self._deleted += batch.flagged_deleted
 
-    def finish(self, *, full: bool, max_delete_ratio: float, cursor: datetime | None) -> WriteCounts:
+    def finish(
+        self, *, full: bool, max_delete_ratio: float, cursor: datetime | None
+    ) -> WriteCounts:
         self._spool.seek(0)
         batch: list[dict[str, object]] = []
         number = 0
@@ -78,7 +82,6 @@ class SpooledRestRun:
                 self._post(number, batch)
                 number, batch = number + 1, []
         self._post(number, batch)
-        self._spool.close()
         return WriteCounts(inserted=self._written - self._deleted, deleted=self._deleted)
 
     def _post(self, number: int, batch: list[dict[str, object]]) -> None:
@@ -91,8 +94,10 @@ class SpooledRestDestination:
     def __init__(self, destination: RestDestination, *, batch_size: int) -> None:
         self._destination = destination
         self._batch_size = batch_size
-        self.encoder = encode_jsonl
+        self.encoder: Encoder = encode_jsonl
 
     @contextmanager
     def open_run(self, run_id: str) -> Iterator[SpooledRestRun]:
-        yield SpooledRestRun(self._destination, run_id, self._batch_size)
+        # Ciphertext only (the encoder ran first), in an unlinked file of this process.
+        with tempfile.TemporaryFile(prefix="contactsync-spool-") as spool:
+            yield SpooledRestRun(self._destination, run_id, self._batch_size, spool)
