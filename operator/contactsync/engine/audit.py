@@ -284,9 +284,17 @@ class AuditLog:
         counts: Mapping[str, int],
         reasons: Mapping[str, int],
         key_ids: Iterable[str],
-        record_ids: Iterable[str],
+        record_ids: Iterable[str] = (),
+        digest: str | None = None,
+        outcome: str = "committed",
     ) -> AuditHead:
-        """Write one record (fsynced) and return the new head."""
+        """Write one record (fsynced) and return the new head.
+
+        `digest` is a `records_digest` computed elsewhere (worker processes
+        digest their own batches, so ids never travel back); otherwise it is
+        computed here from `record_ids`. `outcome` is "committed" or
+        "failed:<code>": a refused or broken run is audited too.
+        """
         if self._fd < 0:
             raise AuditError("audit log is closed")
         if kind not in _KINDS:
@@ -302,7 +310,8 @@ class AuditLog:
             "counts": _check_counter(counts, "counts"),
             "reasons": _check_counter(reasons, "reasons"),
             "keyIds": sorted(set(key_ids)),
-            "recordsDigest": records_digest(self._digest_key, record_ids),
+            "recordsDigest": digest or records_digest(self._digest_key, record_ids),
+            "outcome": outcome,
             "prev": self._head.digest,
         }
         record["hash"] = _record_hash(record)

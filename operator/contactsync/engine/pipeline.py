@@ -8,6 +8,7 @@ Guards (reject ratio, delete ratio) fail the run before anything commits.
 
 from __future__ import annotations
 
+import functools
 import logging
 import multiprocessing
 import os
@@ -16,11 +17,13 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from contactsync.api.spec import ContactSyncSpec, SecretKeyRef, SecretRef
 
+from .audit import AuditLog, SyncRef, redact_url
 from .connectors import build_destination, build_source
 from .destinations import EncodedBatch, Encoder
 from .keyring import Keyring
@@ -77,10 +80,28 @@ class Summary:
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    def counts(self) -> dict[str, int]:
+        return {
+            name: value
+            for name, value in asdict(self).items()
+            if isinstance(value, int) and not isinstance(value, bool)
+        }
+
 
 def keyring_ref(spec: ContactSyncSpec, identity: SyncIdentity) -> SecretKeyRef:
     secret = spec.encryption.key_secret_ref or SecretRef(name=f"{identity.name}-keys")
     return SecretKeyRef(name=secret.name, key=KEYRING_KEY)
+
+
+def describe_source(spec: ContactSyncSpec) -> str:
+    """Where data comes from, without credentials, query strings or file contents."""
+    where = redact_url(str(spec.source.url)) if spec.source.url else spec.source.path
+    return f"{spec.source.type}:{where or spec.source.table}"
+
+
+def describe_destination(spec: ContactSyncSpec) -> str:
+    where = redact_url(str(spec.destination.url)) if spec.destination.url else None
+    return f"{spec.destination.type}:{where or spec.destination.table or spec.destination.path}"
 
 
 def run_sync(
@@ -90,10 +111,70 @@ def run_sync(
     secrets: SecretStore,
     run_id: str | None = None,
     workers: int | None = None,
+    audit_path: Path | None = None,
 ) -> Summary:
-    started = time.monotonic()
+    """Run one sync; audit it (committed or failed) when `audit_path` is given."""
     run_id = run_id or str(uuid.uuid4())
     keyring = Keyring.from_file(secrets.path(keyring_ref(spec, identity)))
+    batches: list[EncodedBatch] = []  # counts and digests only: a few hundred bytes each
+    try:
+        summary = _run(spec, identity, keyring, secrets, run_id, workers, batches)
+    except BaseException as exc:
+        if audit_path is not None:
+            code = exc.code if isinstance(exc, SyncFailedError) else type(exc).__name__
+            _audit(audit_path, keyring, spec, identity, run_id, batches, None, f"failed:{code}")
+        raise
+    if audit_path is not None:
+        _audit(audit_path, keyring, spec, identity, run_id, batches, summary, "committed")
+    return summary
+
+
+def _audit(
+    path: Path,
+    keyring: Keyring,
+    spec: ContactSyncSpec,
+    identity: SyncIdentity,
+    run_id: str,
+    batches: list[EncodedBatch],
+    summary: Summary | None,
+    outcome: str,
+) -> None:
+    with AuditLog(path, keyring=keyring) as log:
+        append = functools.partial(
+            log.append,
+            run_id=run_id,
+            sync=SyncRef(identity.namespace, identity.name, identity.uid),
+            source=describe_source(spec),
+            destination=describe_destination(spec),
+            key_ids=[keyring.primary_id, keyring.blind_index_id],
+            outcome=outcome,
+        )
+        for batch in batches:
+            append(
+                "batch",
+                counts={"valid": batch.valid, "rejected": batch.rejected},
+                reasons=batch.reasons,
+                digest=batch.ids_digest,
+            )
+        # The run's digest covers its batches' digests: ids stay in the workers.
+        append(
+            "run",
+            counts=summary.counts() if summary else {},
+            reasons=summary.reasons if summary else {},
+            record_ids=[batch.ids_digest for batch in batches],
+        )
+
+
+def _run(
+    spec: ContactSyncSpec,
+    identity: SyncIdentity,
+    keyring: Keyring,
+    secrets: SecretStore,
+    run_id: str,
+    workers: int | None,
+    audited: list[EncodedBatch],
+) -> Summary:
+    started = time.monotonic()
     encrypted = frozenset(spec.encryption.fields)
     source = build_source(spec.source, secrets)
     destination = build_destination(
@@ -121,6 +202,7 @@ def run_sync(
         )
         for encoded in _prepared(batches, keyring, settings, destination.encoder, workers):
             run.write(encoded)
+            audited.append(replace(encoded, rows=b"", quarantine=b"", seen_ids=[]))
             summary.valid += encoded.valid
             summary.rejected += encoded.rejected
             reasons.update(encoded.reasons)

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from .audit import records_digest, records_digest_key
 from .crypto import BlindIndex, FieldCipher
 from .keyring import Keyring
 from .records import Contact, validate_record
@@ -69,6 +70,7 @@ class Prepared:
     rejected: list[Rejected] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     max_updated_at: datetime | None = None
+    ids_digest: str = ""  # keyed digest of the ids of the valid records, for the audit log
 
 
 class Preparer:
@@ -76,6 +78,7 @@ class Preparer:
         self.settings = settings
         self.cipher = FieldCipher(keyring)
         self.index = BlindIndex(keyring)
+        self._digest_key = records_digest_key(keyring)
         self._encrypted = [
             (name, column) for name, column in COLUMNS.items() if name in settings.encrypted_fields
         ]
@@ -98,6 +101,7 @@ class Preparer:
                     out.max_updated_at = result.updated_at
             else:
                 self._reject(out, raw, [str(reason) for reason in result])
+        out.ids_digest = records_digest(self._digest_key, (row.external_id for row in out.rows))
         return out
 
     def _row(self, contact: Contact, position: int) -> PreparedRow:

@@ -148,6 +148,8 @@ class ContactsApi:
         self.next_link_override: str | None = None  # returned as next link on every page
         self.cursor_override: str | None = None  # returned as next cursor on every page
         self.ignore_offset = False  # always serve the first page (a broken API)
+        self.files: dict[str, bytes] = {}  # served as is at /files/<name> (with auth)
+        self.drop_files = False  # cut file downloads halfway, as a dropped connection
         self.client_id = "contactsync"
         self.client_secret = "client-secret-" + secrets.token_hex(8)
         self.api_key: tuple[str, str] | None = None  # (header, exact value) also accepted
@@ -287,6 +289,11 @@ class ContactsApi:
                 return self._authenticated(request) or self._list(request)
             case ("POST", "/contacts:batchUpsert"):
                 return self._authenticated(request) or self._upsert(request, body)
+            case ("GET", path) if path.removeprefix("/files/") in self.files:
+                content = self.files[path.removeprefix("/files/")]
+                return self._authenticated(request) or _Reply(
+                    200, content, drop_mid_body=self.drop_files
+                )
         return _Reply(404, {"error": "not_found"})
 
     def _token(self, request: RecordedRequest, body: bytes) -> _Reply:

@@ -27,6 +27,7 @@ class EncodedBatch:
     flagged_deleted: int = 0  # valid records carrying the source's deletion flag
     reasons: Counter[str] = field(default_factory=Counter)
     max_updated_at: datetime | None = None
+    ids_digest: str = ""
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,7 @@ def encode(prepared: Prepared) -> EncodedBatch:
         flagged_deleted=sum(1 for row in prepared.rows if row.deleted),
         reasons=prepared.reasons,
         max_updated_at=prepared.max_updated_at,
+        ids_digest=prepared.ids_digest,
     )
 
 

@@ -80,6 +80,7 @@ def encode(prepared: Prepared) -> EncodedBatch:
         rejected=len(prepared.rejected),
         reasons=prepared.reasons,
         max_updated_at=prepared.max_updated_at,
+        ids_digest=prepared.ids_digest,
     )
 
 
