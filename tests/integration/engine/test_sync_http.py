@@ -165,11 +165,13 @@ def test_rest_destination_posts_encrypted_batches_once(
     summary = env.run(env.spec({"type": "jsonl", "path": str(path)}, destination=destination))
     assert summary.inserted == 7
     assert [len(b) for b in contacts_api.upsert_batches] == [3, 3, 1]
-    assert len(contacts_api.applied) == 7 and len(contacts_api.replayed_keys) == 1
+    assert len(contacts_api.applied) == 7
+    assert len(contacts_api.replayed_keys) == 1
     first = contacts_api.applied[0]
     assert isinstance(first, dict)
     assert "example.com" not in str(contacts_api.applied)
-    assert first["externalId"] == "c1" and first["company"] == "Acme"
+    assert first["externalId"] == "c1"
+    assert first["company"] == "Acme"
 
 
 def test_rest_destination_sends_nothing_when_a_guard_refuses(
