@@ -110,15 +110,24 @@ class EncodingInvalid(NormalizeError):
 
 # --- text -------------------------------------------------------------------
 
-_BAD_DECODE = re.compile("[\ud800-\udfff\ufffd]")
+_BAD_DECODE_CHARS = "\ud800-\udfff\ufffd"
 # Controls that are not whitespace, plus invisible format characters. The
 # whitespace controls (TAB, LF, VT, FF, CR, FS..US, NEL) are left for the
 # whitespace rule, so "Jane\nDoe" becomes "Jane Doe" rather than "JaneDoe".
-_INVISIBLE = re.compile(
-    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
-    "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]+"
+_INVISIBLE_CHARS = (
+    "\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
+    "\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
 )
+# What Python counts as whitespace (str.isspace, re's \s) besides the plain
+# space, spelled out so one character class can test for everything.
+_OTHER_SPACE_CHARS = (
+    "\t\n\x0b\x0c\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_BAD_DECODE = re.compile(f"[{_BAD_DECODE_CHARS}]")
+_INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]+")
 _WHITESPACE = re.compile(r"\s+")
+# Anything clean_text would change in a text with single inner spaces.
+_DIRTY = re.compile(f"[{_BAD_DECODE_CHARS}{_INVISIBLE_CHARS}{_OTHER_SPACE_CHARS}]")
 
 
 def clean_text(value: str, max_len: int) -> str:
@@ -128,14 +137,14 @@ def clean_text(value: str, max_len: int) -> str:
     :class:`TextTooLong` when the cleaned text is longer than ``max_len``
     characters. Idempotent: cleaning a cleaned value returns it unchanged.
     """
-    # Most values are plain printable ASCII with single spaces: already NFC
-    # and free of anything to remove, so they skip the regex work.
+    # Most values are already clean: printable ASCII (or NFC text free of
+    # anything to remove) with single inner spaces. They skip the rewrite.
     if not (
-        value.isascii()
-        and value.isprintable()
+        ((value.isascii() and value.isprintable()) or _DIRTY.search(value) is None)
         and "  " not in value
         and value[:1] != " "
         and value[-1:] != " "
+        and unicodedata.is_normalized("NFC", value)
     ):
         if _BAD_DECODE.search(value):
             raise EncodingInvalid
@@ -182,23 +191,33 @@ _SPECIAL_USE_SUFFIXES: Final = tuple(
     "." + name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES
 )
 _CASE_INSENSITIVE_MAILBOXES: Final = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+# ASCII that opens syntax the pattern does not model (quoted local part,
+# display name, domain literal). Any other ASCII text the pattern refuses
+# breaks a rule the library enforces: bad characters, dots or hyphens out
+# of place, a label over 63 characters, no dot, a TLD not ending in a
+# letter, too long.
+_EMAIL_UNMODELLED = re.compile(r'["<\[]')
 
 
 def fast_normalize_email(value: str) -> str | None:
     """The email fast path alone: the normalised address, or None to defer.
 
-    It answers only for a plain ASCII ``dot-atom@host.name`` whose handling
-    by email-validator is fully known: the domain is lower-cased (UTS-46 on
-    ASCII), the local part is kept as is except for the RFC 2142 role
-    mailboxes (``POSTMASTER`` and friends) which are lower-cased.
-    Everything else -- Unicode, quoting, IDNA (any ``--``), domain literals,
-    display names, special-use domains, anything over the length limit and
-    every invalid address -- goes to the library.
+    Raises :class:`EmailInvalid` where it is sure the library rejects. It
+    decides every ASCII address except those with a quote, an angle bracket
+    or a square bracket (quoted local parts, display names and domain
+    literals, which the library rejects by default but in its own order)
+    and those whose domain holds ``--`` (IDNA, or an R-LDH label). For the
+    rest email-validator's behaviour is fully known: a plain
+    ``dot-atom@host.name`` is valid unless its domain is special-use, the
+    domain is lower-cased (UTS-46 on ASCII) and the local part kept, except
+    the RFC 2142 role mailboxes (``POSTMASTER`` and friends), which are
+    lower-cased; any other ASCII shape is invalid. Unicode goes to the
+    library.
     """
-    if len(value) > EMAIL_MAX_LENGTH:
-        return None
-    match = _EMAIL_FAST.fullmatch(value)
+    match = _EMAIL_FAST.fullmatch(value) if len(value) <= EMAIL_MAX_LENGTH else None
     if match is None:
+        if value.isascii() and not _EMAIL_UNMODELLED.search(value):
+            raise EmailInvalid
         return None
     local, domain = match.groups()
     # "--" in the third and fourth place of a label is IDNA or an invalid
@@ -207,7 +226,7 @@ def fast_normalize_email(value: str) -> str | None:
         return None
     domain = domain.lower()
     if ("." + domain).endswith(_SPECIAL_USE_SUFFIXES):
-        return None
+        raise EmailInvalid
     if local.lower() in _CASE_INSENSITIVE_MAILBOXES:
         local = local.lower()
     return f"{local}@{domain}"
@@ -227,7 +246,7 @@ def normalize_email(value: str) -> str:
     Returns ``validate_email(value, check_deliverability=False).normalized``;
     raises :class:`EmailInvalid` where the library raises. No DNS lookup.
     """
-    fast = fast_normalize_email(value)
+    fast = fast_normalize_email(value)  # raises EmailInvalid when sure
     if fast is not None:
         return fast
     return email_by_library(value)
@@ -431,16 +450,23 @@ def _is_valid_for(plan: _Plan, nsn: str) -> bool:
     return pattern is not None and pattern.fullmatch(nsn) is not None
 
 
+@cache
+def _country_plans(cc: int) -> tuple[_Plan, ...] | None:
+    """The plans of the regions sharing a country code, main region first;
+    None when one of them is beyond the fast path."""
+    plans = [_plan_for(cc, region) for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc]]
+    return None if None in plans else tuple(plan for plan in plans if plan is not None)
+
+
 def _is_valid(cc: int, nsn: str) -> bool | None:
     """phonenumbers' is_valid_number: find the region, then validate for it.
     None when a region's metadata is beyond the fast path."""
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc]
-    for region in regions:
-        plan = _plan_for(cc, region)
-        if plan is None:
-            return None
-        if len(regions) == 1:
-            return _is_valid_for(plan, nsn)
+    plans = _country_plans(cc)
+    if plans is None:
+        return None
+    if len(plans) == 1:
+        return _is_valid_for(plans[0], nsn)
+    for plan in plans:
         if plan.leading is not None:
             if plan.leading.match(nsn):
                 return _is_valid_for(plan, nsn)
@@ -483,21 +509,22 @@ def fast_normalize_phone(value: str, default_region: str) -> str | None:
     home = _region_plan(default_region)
     if home is None:
         return None
-    # Five replace() calls beat translate() and re.sub() on strings this short.
-    digits = (
-        shape.group(2)
-        .replace(" ", "")
-        .replace("-", "")
-        .replace("(", "")
-        .replace(")", "")
-        .replace(".", "")
-    )
+    plus, digits = shape.groups()
+    if not digits.isdigit():
+        # Five replace() calls beat translate() and re.sub() on strings this short.
+        digits = (
+            digits.replace(" ", "")
+            .replace("-", "")
+            .replace("(", "")
+            .replace(")", "")
+            .replace(".", "")
+        )
     # Fewer digits: parse() rejects or takes the two-digit branch; more:
     # certainly too long. Either way the library decides.
     if not 3 <= len(digits) <= _MAX_CC_DIGITS + _MAX_NSN:
         return None
     plan: _Plan | None
-    if shape.group(1):
+    if plus:
         cc, national = _split_country_code(digits)
         if cc == 0:
             return None  # parse() retries without the "+": leave it to the library

@@ -145,13 +145,6 @@ def _external_id(value: object) -> str:
     return text
 
 
-def _optional(max_len: int) -> AfterValidator:
-    def validate(value: str | None) -> str | None:
-        return None if value is None else _bounded(value, max_len) or None
-
-    return AfterValidator(validate)
-
-
 def _display(max_len: int) -> AfterValidator:
     """A name, company or job title: bounded, and free of markup."""
 
@@ -160,35 +153,38 @@ def _display(max_len: int) -> AfterValidator:
             return None
         # Unbounded here so an over-long value is still checked for markup.
         text = _bounded(value, _UNBOUNDED)
-        reasons = []
-        if len(text) > max_len:
-            reasons.append(Reason.FIELD_TOO_LONG)
-        if contains_markup(text):
-            reasons.append(Reason.NAME_MARKUP)
-        if reasons:
-            _fail(reasons)
+        if len(text) > max_len or contains_markup(text):
+            _fail(
+                reason
+                for reason, found in (
+                    (Reason.FIELD_TOO_LONG, len(text) > max_len),
+                    (Reason.NAME_MARKUP, contains_markup(text)),
+                )
+                if found
+            )
         return text or None
 
     return AfterValidator(validate)
 
 
+# Email and phone clean and normalise in one try: this is the hot path.
 def _email(value: str | None) -> str | None:
-    text = None if value is None else _bounded(value, MAX_EMAIL)
-    if not text:
+    if value is None:
         return None
     try:
-        return normalize_email(text)
+        text = clean_text(value, MAX_EMAIL)
+        return normalize_email(text) if text else None
     except NormalizeError as exc:
         _fail([exc.reason])
 
 
 def _phone(value: str | None, info: ValidationInfo) -> str | None:
-    text = None if value is None else _bounded(value, MAX_PHONE)
-    if not text:
+    if value is None:
         return None
     region = info.context.get("default_region", _NO_REGION) if info.context else _NO_REGION
     try:
-        return normalize_phone(text, region)
+        text = clean_text(value, MAX_PHONE)
+        return normalize_phone(text, region) if text else None
     except NormalizeError as exc:
         _fail([exc.reason])
 
@@ -212,6 +208,8 @@ def _updated_at(value: object) -> datetime:
         _fail([Reason.FIELD_MISSING])
     else:
         _fail([Reason.UPDATED_AT_INVALID])
+    if parsed.tzinfo is UTC:  # the common "...Z"
+        return parsed
     if parsed.utcoffset() is None:
         return parsed.replace(tzinfo=UTC)
     try:
@@ -345,13 +343,13 @@ def reasons_from(error: ValidationError) -> list[Reason]:
 # --- the entry point ----------------------------------------------------------
 
 
-def _text_size(fields: Mapping[str, object], attributes: object) -> int:
+def _text_size(fields: Mapping[str, object], attributes: object, key_chars: int) -> int:
     """Characters of text in the record: keys and string values, attributes included."""
     try:
         # The common CSV record is all strings: let join do the walking in C.
-        size = len("".join(fields)) + len("".join(fields.values()))  # type: ignore[arg-type]
+        size = key_chars + len("".join(fields.values()))  # type: ignore[arg-type]
     except TypeError:
-        size = sum(len(k) + (len(v) if isinstance(v, str) else 0) for k, v in fields.items())
+        size = key_chars + sum(len(v) for v in fields.values() if isinstance(v, str))
     if isinstance(attributes, Mapping):
         size += sum(
             (len(k) if isinstance(k, str) else 0) + (len(v) if isinstance(v, str) else 0)
@@ -360,8 +358,8 @@ def _text_size(fields: Mapping[str, object], attributes: object) -> int:
     return size
 
 
-def _too_large(fields: Mapping[str, object], attributes: object) -> bool:
-    chars = _text_size(fields, attributes)
+def _too_large(fields: Mapping[str, object], attributes: object, key_chars: int) -> bool:
+    chars = _text_size(fields, attributes, key_chars)
     # A character is 1 to 4 UTF-8 bytes, so the exact size is only needed
     # for the rare record between 4 KiB and 16 KiB of characters.
     if chars * _UTF8_MAX_BYTES <= MAX_RECORD_BYTES:
@@ -400,7 +398,7 @@ def validate_record(fields: Mapping[str, object], *, default_region: str) -> Con
     except TypeError:  # a key that is not a string
         return [Reason.RECORD_MALFORMED]
     attributes = fields.get("attributes")
-    if _too_large(fields, attributes):
+    if _too_large(fields, attributes, len(keys)):
         return [Reason.RECORD_TOO_LARGE]
     data: Mapping[str, object] = fields
     # The joined keys hold the prefix whenever a key starts with it.

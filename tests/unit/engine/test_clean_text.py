@@ -141,3 +141,12 @@ def test_markup_is_found(value: str) -> None:
 )
 def test_legitimate_names_pass(value: str) -> None:
     assert not contains_markup(value)
+
+
+def test_every_kind_of_whitespace_becomes_a_space() -> None:
+    # Also guards the fast check's spelled-out list against a Unicode update.
+    spaces = [c for c in map(chr, range(0x110000)) if c.isspace() and c != " "]
+    assert len(spaces) >= 25
+    for space in spaces:
+        assert clean_text(f"a{space}b", 10) == "a b"
+        assert clean_text(f"é{space}", 10) == "é"
