@@ -92,10 +92,14 @@ def cmd_sync(args: argparse.Namespace) -> int:
     import os
 
     manifest = _load_manifest(args.file)
-    if args.secrets_dir:
-        from .engine.secrets import ROOT_ENV
+    from .engine.secrets import ROOT_ENV
 
+    if args.secrets_dir:
         os.environ[ROOT_ENV] = str(Path(args.secrets_dir).resolve())
+    if args.audit_log:
+        os.environ["CONTACTSYNC_AUDIT_LOG"] = str(Path(args.audit_log).resolve())
+    # Local runs use Prefect's ephemeral server: nothing may leave the machine.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from .flows.contact_sync import contact_sync
 
     try:
@@ -110,6 +114,77 @@ def cmd_sync(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - any failure of the run is reported, not raised
         return _fail(1, f"sync failed: {exc}")
     _print_json(summary)
+    return 0
+
+
+# -- stored data: reencrypt, export ---------------------------------------------------
+
+
+def _postgres_destination(args: argparse.Namespace) -> tuple[str, str, frozenset[str], Any]:
+    """conninfo, table, encrypted columns and keyring of a manifest's PostgreSQL destination."""
+    from .engine.keyring import Keyring
+    from .engine.pg import secure_conninfo
+    from .engine.pipeline import SyncIdentity, keyring_ref
+    from .engine.prepare import COLUMNS
+    from .engine.secrets import SecretMissingError, SecretStore
+
+    manifest = _load_manifest(args.file)
+    destination = manifest.spec.destination
+    if destination.type != "postgres":
+        raise UsageError(f"{args.command} works on postgres destinations, not {destination.type}")
+    secrets = SecretStore(Path(args.secrets_dir) if args.secrets_dir else None)
+    identity = SyncIdentity(manifest.metadata.namespace, manifest.metadata.name)
+    try:
+        keyring = Keyring.from_file(secrets.path(keyring_ref(manifest.spec, identity)))
+        dsn = secrets.read(destination.dsn_secret_ref)
+    except SecretMissingError as exc:
+        raise UsageError(str(exc)) from exc
+    encrypted = frozenset(COLUMNS[field] for field in manifest.spec.encryption.fields)
+    return secure_conninfo(dsn, destination.tls, secrets), destination.table, encrypted, keyring
+
+
+def cmd_reencrypt(args: argparse.Namespace) -> int:
+    from .engine.crypto import FieldCipher
+    from .engine.maintenance import reencrypt_postgres
+
+    conninfo, table, encrypted, keyring = _postgres_destination(args)
+    counts = reencrypt_postgres(
+        conninfo,
+        table=table,
+        encrypted_columns=encrypted,
+        cipher=FieldCipher(keyring),
+        batch_size=args.batch_size,
+    )
+    _print_json({"primary": keyring.primary_id, **vars(counts)})
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .engine.crypto import FieldCipher
+    from .engine.csvsafe import write_csv
+    from .engine.maintenance import (
+        EXPORT_HEADER,
+        QUARANTINE_HEADER,
+        export_contacts,
+        export_quarantine,
+    )
+
+    conninfo, table, encrypted, keyring = _postgres_destination(args)
+    cipher = FieldCipher(keyring)
+    if args.quarantine:
+        header, rows = QUARANTINE_HEADER, export_quarantine(conninfo, table=table, cipher=cipher)
+    else:
+        header, rows = (
+            EXPORT_HEADER,
+            export_contacts(conninfo, table=table, encrypted_columns=encrypted, cipher=cipher),
+        )
+    if args.out:
+        target = Path(args.out)
+        target.touch(mode=0o600)  # decrypted PII: readable by its owner only
+        with target.open("w", newline="", encoding="utf-8") as out:
+            write_csv(out, header, rows)
+    else:
+        write_csv(sys.stdout, header, rows)
     return 0
 
 
@@ -176,8 +251,23 @@ def build_parser() -> argparse.ArgumentParser:
     sync = commands.add_parser("sync", help="run one sync locally from a ContactSync manifest")
     sync.add_argument("-f", "--file", required=True, help="a ContactSync manifest (YAML)")
     sync.add_argument("--secrets-dir", help="Secrets as mounted: DIR/<secret-name>/<key>")
+    sync.add_argument("--audit-log", help="append the run's audit records to this file")
     sync.add_argument("--output", choices=["json"], default="json")
     sync.set_defaults(handler=cmd_sync)
+
+    for name, handler, text in [
+        ("reencrypt", cmd_reencrypt, "re-encrypt stored rows under the primary key (resumable)"),
+        ("export", cmd_export, "export contacts (or --quarantine) as formula-safe CSV"),
+    ]:
+        command = commands.add_parser(name, help=text)
+        command.add_argument("-f", "--file", required=True, help="the ContactSync manifest")
+        command.add_argument("--secrets-dir", help="Secrets as mounted: DIR/<secret-name>/<key>")
+        command.set_defaults(handler=handler)
+        if name == "reencrypt":
+            command.add_argument("--batch-size", type=int, default=1_000)
+        else:
+            command.add_argument("--quarantine", action="store_true")
+            command.add_argument("--out", help="write to this file (mode 0600), not stdout")
 
     keys = commands.add_parser("keys", help="generate or rotate a keyring")
     keys.add_argument("action", choices=["generate", "rotate"])

@@ -76,6 +76,7 @@ _FIELDS = frozenset(
         "reasons",
         "keyIds",
         "recordsDigest",
+        "outcome",
         "prev",
         "hash",
     }

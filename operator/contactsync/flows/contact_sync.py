@@ -9,7 +9,9 @@ Prefect: results and caching are off, and the flow returns counts only.
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -20,6 +22,8 @@ from contactsync.api.spec import ContactSyncSpec
 from contactsync.engine.pipeline import Summary, SyncFailedError, SyncIdentity, run_sync
 from contactsync.engine.secrets import SecretStore
 from contactsync.window import in_window
+
+AUDIT_LOG_ENV = "CONTACTSYNC_AUDIT_LOG"  # a file on a volume; unset: summaries go to the log
 
 
 def _transient(exc: BaseException) -> bool:
@@ -44,7 +48,14 @@ def _transient(exc: BaseException) -> bool:
     cache_policy=NO_CACHE,
 )
 def sync_task(spec: ContactSyncSpec, identity: SyncIdentity, run_id: str) -> Summary:
-    return run_sync(spec, identity, secrets=SecretStore(), run_id=run_id)
+    audit = os.environ.get(AUDIT_LOG_ENV)
+    return run_sync(
+        spec,
+        identity,
+        secrets=SecretStore(),
+        run_id=run_id,
+        audit_path=Path(audit) if audit else None,
+    )
 
 
 @flow(name="contact-sync", persist_result=False, log_prints=False)

@@ -143,9 +143,11 @@ def test_record_shape(log_path: Path) -> None:
         "reasons",
         "keyIds",
         "recordsDigest",
+        "outcome",
         "prev",
         "hash",
     }
+    assert rec["outcome"] == "committed"
     assert rec["ts"] == "2026-01-02T03:04:07.678Z"
     assert rec["kind"] == "run"
     assert record(log_path, 3)["kind"] == "batch"
