@@ -8,7 +8,7 @@ Prefect: results and caching are off, and the flow returns counts only.
 
 from __future__ import annotations
 
-import logging
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,5 +68,5 @@ def contact_sync(spec: dict[str, Any], namespace: str, name: str, uid: str = "")
         return {"skipped": True, "reason": "OutsideWindow"}
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     summary = sync_task(parsed, identity, run_id)
-    logging.getLogger("contactsync.audit").info("sync summary %s", summary.to_dict())
+    logger.info("sync summary %s", json.dumps(summary.counts() | {"reasons": summary.reasons}))
     return summary.to_dict()

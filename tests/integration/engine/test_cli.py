@@ -82,7 +82,8 @@ def test_validate_reports_hostile_csv_with_reason_codes(tmp_path: Path) -> None:
     assert by_record[4] == ["record.malformed"]
     assert by_record[5] == ["record.too_large"]
     assert by_record[6] == ["encoding.invalid"]
-    assert 1 not in by_record and 7 not in by_record
+    assert 1 not in by_record
+    assert 7 not in by_record
     assert report["valid"] == 4  # 1, 2, 3 (newline collapsed in a name) and 7
     assert report["rejected"] == 3
     assert sum(report["reasons"].values()) == 3

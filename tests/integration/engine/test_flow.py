@@ -1,0 +1,100 @@
+"""The Prefect flow against the real Prefect server: it runs the engine, and
+nothing Prefect stores (parameters, state, result, logs) carries PII or secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.testbed import TestBed
+
+from .sync_helpers import SyncEnv, contact, new_env, write_csv
+
+RUN_FLOW = """
+import json, sys
+from contactsync.flows import contact_sync
+state = contact_sync(spec=json.loads(sys.argv[1]), namespace="sales", name="crm",
+                     uid="uid-1", return_state=True)
+print(json.dumps({"id": str(state.state_details.flow_run_id), "type": state.type.value}))
+"""
+
+
+@pytest.fixture
+def env(bed: TestBed, tmp_path: Path) -> SyncEnv:
+    return new_env(bed, tmp_path)
+
+
+def run_flow(bed: TestBed, env: SyncEnv, spec: dict[str, object]) -> dict[str, str]:
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_FLOW, json.dumps(spec)],
+        env={
+            **os.environ,
+            "PREFECT_API_URL": bed.prefect.api_url,
+            "CONTACTSYNC_SECRETS_DIR": str(env.root / "secrets"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    outcome: dict[str, str] = json.loads(result.stdout.strip().splitlines()[-1])
+    outcome["logs"] = result.stderr
+    return outcome
+
+
+def test_flow_run_stores_counts_only(bed: TestBed, env: SyncEnv) -> None:
+    records = [contact(n) for n in range(1, 6)] + [contact(6, email="broken-address")]
+    source = write_csv(env.root / "in.csv", records)
+    spec = env.spec({"type": "csv", "path": str(source)}).model_dump(
+        mode="json", by_alias=True, exclude_none=True
+    )
+
+    outcome = run_flow(bed, env, spec)
+
+    assert outcome["type"] == "COMPLETED"
+    assert env.rows("SELECT count(*) AS n FROM contacts")[0]["n"] == 5
+    with bed.prefect.client() as api:
+        flow_run = api.get(f"/flow_runs/{outcome['id']}").json()
+        logs = api.post(
+            "/logs/filter", json={"logs": {"flow_run_id": {"any_": [outcome["id"]]}}}
+        ).json()
+        task_runs = api.post(
+            "/task_runs/filter", json={"flow_runs": {"id": {"any_": [outcome["id"]]}}}
+        ).json()
+    stored = json.dumps([flow_run, logs, task_runs]) + outcome["logs"]
+    assert flow_run["parameters"]["spec"]["destination"]["dsnSecretRef"]["name"] == "warehouse"
+    keyring = (env.root / "secrets" / "crm-keys" / "keyring.json").read_text()
+    secrets = [env.bed.postgres.password, json.loads(keyring)["keys"][env.keyring.primary_id]]
+    pii = ["Person.1", "example.com", "broken-address", "First1", "+1650253", "6502530001"]
+    for needle in secrets + pii:
+        assert needle not in stored, f"{needle[:4]}... leaked into what Prefect stores"
+    assert flow_run["state"]["data"] is None or "example.com" not in json.dumps(flow_run["state"])
+    assert any("sync summary" in log["message"] for log in logs)
+
+
+def test_flow_skips_runs_outside_the_window(bed: TestBed, env: SyncEnv) -> None:
+    source = write_csv(env.root / "in.csv", [contact(1)])
+    spec = env.spec(
+        {"type": "csv", "path": str(source)},
+        window={"start": "00:00", "end": "00:00", "timezone": "UTC"},
+    )
+    closed = spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+    # A window that contains no minute of the day: [now+1h, now+1h+1m) shifted off now.
+
+    start = datetime.now(UTC) + timedelta(hours=2)
+    closed["window"] = {
+        "start": start.strftime("%H:%M"),
+        "end": (start + timedelta(minutes=1)).strftime("%H:%M"),
+        "timezone": "UTC",
+    }
+    outcome = run_flow(bed, env, closed)
+    assert outcome["type"] == "COMPLETED"
+    assert "outside the sync window" in outcome["logs"]
+    with pytest.raises(Exception, match="does not exist"):
+        env.rows("SELECT count(*) FROM contacts")
