@@ -167,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200_000, help="inputs of each kind")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
-    rng = random.Random(args.seed)  # noqa: S311 -- reproducible test data, not secrets
+    rng = random.Random(args.seed)
     emails = [email(rng) for _ in range(args.n)]
     phones = [phone(rng) for _ in range(args.n)]
     rows = [row(rng) for _ in range(args.n)]

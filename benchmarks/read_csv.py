@@ -42,7 +42,7 @@ _TITLE = ["Head of Sales", "Engineer", "CFO", "Marketing Manager", "Account Exec
 
 
 def _rows(count: int) -> Iterator[list[str]]:
-    rng = random.Random(7)  # noqa: S311 (reproducible test data, not secrets)
+    rng = random.Random(7)
     for number in range(count):
         first, last = rng.choice(_FIRST), rng.choice(_LAST)
         yield [

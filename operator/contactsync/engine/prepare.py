@@ -8,8 +8,10 @@ counts, reason codes and ciphertext.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -79,6 +81,9 @@ class Preparer:
         self.cipher = FieldCipher(keyring)
         self.index = BlindIndex(keyring)
         self._digest_key = records_digest_key(keyring)
+        # Change detection only needs a keyed PRF over the content; keyed BLAKE2b is one
+        # and costs a fraction of HMAC-SHA256 (blind indexes stay HMAC-SHA256).
+        self._content_key = keyring.derive_key("content-digest")
         self._encrypted = [
             (name, column) for name, column in COLUMNS.items() if name in settings.encrypted_fields
         ]
@@ -90,54 +95,71 @@ class Preparer:
 
     def prepare(self, batch: list[RawRecord]) -> Prepared:
         out = Prepared()
+        contacts: list[tuple[Contact, int]] = []
         for raw in batch:
             if raw.error is not None:
                 self._reject(out, raw, [raw.error])
                 continue
             result = validate_record(raw.fields, default_region=self.settings.default_region)
             if isinstance(result, Contact):
-                out.rows.append(self._row(result, raw.position))
+                contacts.append((result, raw.position))
                 if out.max_updated_at is None or result.updated_at > out.max_updated_at:
                     out.max_updated_at = result.updated_at
             else:
                 self._reject(out, raw, [str(reason) for reason in result])
+        out.rows = self._rows(contacts)
         out.ids_digest = records_digest(self._digest_key, (row.external_id for row in out.rows))
         return out
 
-    def _row(self, contact: Contact, position: int) -> PreparedRow:
-        plain = {
-            "email": contact.email,
-            "phone": contact.phone,
-            "firstName": contact.first_name,
-            "lastName": contact.last_name,
-            "company": contact.company,
-            "jobTitle": contact.job_title,
-        }
-        values: dict[str, str | bytes | None] = {}
-        table, record_id = self.settings.table, contact.external_id
+    def _rows(self, contacts: list[tuple[Contact, int]]) -> list[PreparedRow]:
+        """Encrypt and index a batch column by column: batch calls cost a third less."""
+        ids = [contact.external_id for contact, _ in contacts]
+        columns: dict[str, list[str | bytes | None]] = {}
         for name, column in self._encrypted:
-            value = plain[name]
-            values[column] = (
-                None
-                if value is None
-                else self.cipher.encrypt(value, table=table, column=column, record_id=record_id)
-            )
+            columns[column] = self._sealed([_FIELD[name](c) for c, _ in contacts], ids, column)
         for name, column in self._plain:
-            values[column] = plain[name]
-        return PreparedRow(
-            external_id=contact.external_id,
-            values=values,
-            # Matching ignores the case of the local part, which the stored value keeps.
-            email_bidx=None
-            if contact.email is None
-            else self.index.digest("email", contact.email.lower()),
-            phone_bidx=None if contact.phone is None else self.index.digest("phone", contact.phone),
-            attributes=dict(contact.attributes),
-            updated_at=contact.updated_at,
-            deleted=contact.deleted,
-            digest=self.index.digest("content", _canonical(contact)),
-            position=position,
+            columns[column] = [_FIELD[name](c) for c, _ in contacts]
+        # Matching ignores the case of the local part, which the stored value keeps.
+        emails = self._indexed("email", [c.email and c.email.lower() for c, _ in contacts])
+        phones = self._indexed("phone", [c.phone for c, _ in contacts])
+        key = self._content_key
+        return [
+            PreparedRow(
+                external_id=contact.external_id,
+                values={column: values[i] for column, values in columns.items()},
+                email_bidx=emails[i],
+                phone_bidx=phones[i],
+                attributes=dict(contact.attributes),
+                updated_at=contact.updated_at,
+                deleted=contact.deleted,
+                digest=hashlib.blake2b(_canonical(contact), key=key, digest_size=16).digest(),
+                position=position,
+            )
+            for i, (contact, position) in enumerate(contacts)
+        ]
+
+    def _sealed(
+        self, values: list[str | None], ids: list[str], column: str
+    ) -> list[str | bytes | None]:
+        present = [i for i, value in enumerate(values) if value is not None]
+        sealed = self.cipher.encrypt_many(
+            [values[i] or "" for i in present],
+            table=self.settings.table,
+            column=column,
+            record_ids=[ids[i] for i in present],
         )
+        out: list[str | bytes | None] = [None] * len(values)
+        for i, envelope in zip(present, sealed, strict=True):
+            out[i] = envelope
+        return out
+
+    def _indexed(self, kind: str, values: list[str | None]) -> list[bytes | None]:
+        present = [i for i, value in enumerate(values) if value]
+        digests = self.index.digest_many(kind, [values[i] or "" for i in present])
+        out: list[bytes | None] = [None] * len(values)
+        for i, digest in zip(present, digests, strict=True):
+            out[i] = digest
+        return out
 
     def _reject(self, out: Prepared, raw: RawRecord, reasons: list[str]) -> None:
         out.reasons.update(reasons)
@@ -154,19 +176,28 @@ class Preparer:
         out.rejected.append(Rejected(raw.position, reasons, envelope, source_id))
 
 
-def _canonical(contact: Contact) -> str:
-    """Everything that makes a contact's content; not its timestamp."""
-    return json.dumps(
-        [
-            contact.email,
-            contact.phone,
-            contact.first_name,
-            contact.last_name,
-            contact.company,
-            contact.job_title,
-            contact.deleted,
-            sorted(contact.attributes),
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
+def _canonical(contact: Contact) -> bytes:
+    """A contact's content (not its timestamp), unambiguously: cleaned text holds no
+    control characters, so the separators U+001E and U+001F cannot occur in it."""
+    values = (
+        contact.email,
+        contact.phone,
+        contact.first_name,
+        contact.last_name,
+        contact.company,
+        contact.job_title,
     )
+    parts = ["\x1e" if value is None else value for value in values]
+    parts.append("1" if contact.deleted else "0")
+    parts.extend(f"{key}\x1e{value}" for key, value in contact.attributes)
+    return "\x1f".join(parts).encode()
+
+
+_FIELD: dict[str, Callable[[Contact], str | None]] = {
+    "email": lambda c: c.email,
+    "phone": lambda c: c.phone,
+    "firstName": lambda c: c.first_name,
+    "lastName": lambda c: c.last_name,
+    "company": lambda c: c.company,
+    "jobTitle": lambda c: c.job_title,
+}

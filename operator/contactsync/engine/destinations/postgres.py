@@ -202,6 +202,8 @@ class PostgresRun:
     ) -> WriteCounts:
         t = self._t
         cur = self.conn.cursor()
+        # The merge sorts the whole run a few times: let it do so in memory.
+        cur.execute("SET LOCAL work_mem = '256MB'")
         cur.execute("ANALYZE stage")
         staged = _count(cur, sql.SQL("SELECT count(*) FROM stage"))
         # 1. One row per contact: resolve each record to its stored row, then
