@@ -10,14 +10,14 @@ from contactsync.cli import main
 
 
 def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as done:
-        main(["--version"])
-    assert done.value.code == 0
+    assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"contactsync {__version__}"
 
 
 def test_no_command_is_a_usage_error() -> None:
     assert main([]) == 2
+    assert main(["sync"]) == 2  # -f is required
+    assert main(["keys", "rotate"]) == 2  # --keyring is required
 
 
 def test_console_script_is_installed() -> None:
