@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import Artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 
@@ -23,6 +24,7 @@ from contactsync.engine.pipeline import Summary, SyncFailedError, SyncIdentity, 
 from contactsync.engine.secrets import SecretStore
 from contactsync.window import in_window
 
+SUMMARY_ARTIFACT = "contactsync-summary"
 AUDIT_LOG_ENV = "CONTACTSYNC_AUDIT_LOG"  # a file on a volume; unset: summaries go to the log
 
 
@@ -68,5 +70,13 @@ def contact_sync(spec: dict[str, Any], namespace: str, name: str, uid: str = "")
         return {"skipped": True, "reason": "OutsideWindow"}
     run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     summary = sync_task(parsed, identity, run_id)
-    logger.info("sync summary %s", json.dumps(summary.counts() | {"reasons": summary.reasons}))
+    counts = summary.counts() | {"reasons": summary.reasons}
+    logger.info("sync summary %s", json.dumps(counts))
+    # Counts only, as an artifact: the operator reads it into status.lastSync.
+    Artifact(
+        type="contactsync-summary",
+        key=SUMMARY_ARTIFACT,
+        data=counts,
+        description="ContactSync run counts (no record data)",
+    ).create()
     return summary.to_dict()

@@ -67,7 +67,13 @@ def test_flow_run_stores_counts_only(bed: TestBed, env: SyncEnv) -> None:
         task_runs = api.post(
             "/task_runs/filter", json={"flow_runs": {"id": {"any_": [outcome["id"]]}}}
         ).json()
-    stored = json.dumps([flow_run, logs, task_runs]) + outcome["logs"]
+        artifacts = api.post(
+            "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [outcome["id"]]}}}
+        ).json()
+    assert artifacts[0]["key"] == "contactsync-summary"
+    assert artifacts[0]["data"]["inserted"] == 5
+    assert artifacts[0]["data"]["reasons"] == {"email.invalid": 1}
+    stored = json.dumps([flow_run, logs, task_runs, artifacts]) + outcome["logs"]
     assert flow_run["parameters"]["spec"]["destination"]["dsnSecretRef"]["name"] == "warehouse"
     keyring = (env.root / "secrets" / "crm-keys" / "keyring.json").read_text()
     secrets = [env.bed.postgres.password, json.loads(keyring)["keys"][env.keyring.primary_id]]

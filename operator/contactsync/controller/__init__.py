@@ -1,0 +1,2 @@
+"""The operator: Kopf handlers (thin) over pure desired-state builders and
+idempotent appliers for Kubernetes and Prefect."""

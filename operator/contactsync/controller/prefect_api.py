@@ -1,0 +1,185 @@
+"""A small, counted client for the parts of the Prefect REST API the operator uses.
+
+Every write is counted (`writes`), so tests and the benchmark can prove that
+an unchanged spec costs zero writes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+
+Json = dict[str, Any]
+
+
+class PrefectUnavailableError(RuntimeError):
+    """Prefect did not answer (or answered 5xx): retry later."""
+
+
+class PrefectApi:
+    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 15.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
+        self.calls: Counter[str] = Counter()
+        self.writes = 0
+        self._base_template: Json | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, operation: str, **kwargs: Any) -> httpx.Response:
+        self.calls[operation] += 1
+        if method != "GET" and not path.endswith("/filter"):
+            self.writes += 1
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise PrefectUnavailableError(f"Prefect {operation}: {type(exc).__name__}") from exc
+        if response.status_code >= 500:
+            raise PrefectUnavailableError(f"Prefect {operation}: HTTP {response.status_code}")
+        return response
+
+    def _json(self, response: httpx.Response, operation: str) -> Any:
+        if response.is_error:
+            raise RuntimeError(f"Prefect {operation}: HTTP {response.status_code}")
+        return response.json() if response.content else None
+
+    # -- work pools --------------------------------------------------------------------
+
+    def default_kubernetes_template(self) -> Json:
+        """The server's own default base job template for kubernetes pools (cached)."""
+        if self._base_template is None:
+            response = self._call(
+                "GET", "/collections/views/aggregate-worker-metadata", "read_worker_metadata"
+            )
+            metadata = self._json(response, "read_worker_metadata")
+            self._base_template = metadata["prefect-kubernetes"]["kubernetes"][
+                "default_base_job_configuration"
+            ]
+        return self._base_template
+
+    def read_work_pool(self, name: str) -> Json | None:
+        response = self._call("GET", f"/work_pools/{name}", "read_work_pool")
+        return None if response.status_code == 404 else self._json(response, "read_work_pool")
+
+    def create_work_pool(self, pool: Json) -> None:
+        self._json(
+            self._call("POST", "/work_pools/", "create_work_pool", json=pool), "create_work_pool"
+        )
+
+    def update_work_pool(self, name: str, changes: Json) -> None:
+        self._json(
+            self._call("PATCH", f"/work_pools/{name}", "update_work_pool", json=changes),
+            "update_work_pool",
+        )
+
+    def delete_work_pool(self, name: str) -> None:
+        response = self._call("DELETE", f"/work_pools/{name}", "delete_work_pool")
+        if response.status_code != 404:
+            self._json(response, "delete_work_pool")
+
+    # -- flows and deployments -----------------------------------------------------------
+
+    def flow_id(self, name: str) -> str:
+        response = self._call("GET", f"/flows/name/{name}", "read_flow")
+        if response.status_code == 404:
+            response = self._call("POST", "/flows/", "create_flow", json={"name": name})
+        flow: Json = self._json(response, "read_flow")
+        return str(flow["id"])
+
+    def read_deployment(self, flow: str, name: str) -> Json | None:
+        response = self._call("GET", f"/deployments/name/{flow}/{name}", "read_deployment")
+        return None if response.status_code == 404 else self._json(response, "read_deployment")
+
+    def create_deployment(self, deployment: Json) -> Json:
+        created: Json = self._json(
+            self._call("POST", "/deployments/", "create_deployment", json=deployment),
+            "create_deployment",
+        )
+        return created
+
+    def update_deployment(self, deployment_id: str, changes: Json) -> None:
+        self._json(
+            self._call("PATCH", f"/deployments/{deployment_id}", "update_deployment", json=changes),
+            "update_deployment",
+        )
+
+    def delete_deployment(self, deployment_id: str) -> None:
+        response = self._call("DELETE", f"/deployments/{deployment_id}", "delete_deployment")
+        if response.status_code != 404:
+            self._json(response, "delete_deployment")
+
+    def deployments_in_pool(self, pool: str) -> list[Json]:
+        response = self._call(
+            "POST",
+            "/deployments/filter",
+            "filter_deployments",
+            json={"work_pools": {"name": {"any_": [pool]}}, "limit": 200},
+        )
+        found: list[Json] = self._json(response, "filter_deployments")
+        return found
+
+    # -- flow runs -----------------------------------------------------------------------
+
+    def create_flow_run(self, deployment_id: str, *, tags: list[str]) -> Json:
+        run: Json = self._json(
+            self._call(
+                "POST",
+                f"/deployments/{deployment_id}/create_flow_run",
+                "create_flow_run",
+                json={"tags": tags},
+            ),
+            "create_flow_run",
+        )
+        return run
+
+    def recent_flow_runs(self, deployment_id: str, limit: int = 5) -> list[Json]:
+        response = self._call(
+            "POST",
+            "/flow_runs/filter",
+            "filter_flow_runs",
+            json={
+                "deployments": {"id": {"any_": [deployment_id]}},
+                "sort": "EXPECTED_START_TIME_DESC",
+                "limit": limit,
+            },
+        )
+        runs: list[Json] = self._json(response, "filter_flow_runs")
+        return runs
+
+    def next_scheduled_run(self, deployment_id: str) -> Json | None:
+        response = self._call(
+            "POST",
+            "/flow_runs/filter",
+            "filter_flow_runs",
+            json={
+                "deployments": {"id": {"any_": [deployment_id]}},
+                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
+                "sort": "EXPECTED_START_TIME_ASC",
+                "limit": 1,
+            },
+        )
+        runs: list[Json] = self._json(response, "filter_flow_runs")
+        return runs[0] if runs else None
+
+    def run_summary(self, flow_run_id: str) -> Json | None:
+        """The counts a flow run published (its `contactsync-summary` artifact)."""
+        response = self._call(
+            "POST",
+            "/artifacts/filter",
+            "filter_artifacts",
+            json={
+                "artifacts": {
+                    "flow_run_id": {"any_": [flow_run_id]},
+                    "key": {"any_": ["contactsync-summary"]},
+                },
+                "limit": 1,
+            },
+        )
+        artifacts: list[Json] = self._json(response, "filter_artifacts")
+        if not artifacts:
+            return None
+        data = artifacts[0].get("data")
+        return data if isinstance(data, dict) else None

@@ -1,0 +1,45 @@
+"""Operator-wide settings, from the environment (the Helm chart sets them).
+
+The Prefect API URL and key are the operator's own configuration: a
+ContactSync never carries Prefect credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    prefect_api_url: str
+    prefect_api_key: str | None = None
+    # What sync Jobs and workers run; images are named without a registry host
+    # here and configured per installation.
+    sync_image: str = "contactsync/sync:0.1.0"
+    worker_image: str = "contactsync/worker:0.1.0"
+    worker_cluster_role: str = "contactsync-prefect-worker"
+    # A Secret (in each namespace, optional) holding `api-key` for workers.
+    worker_api_secret: str = "contactsync-prefect-api"
+    resync_seconds: float = 300.0
+    retry_seconds: float = 15.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if environ is None else environ)
+        key_file = env.get("CONTACTSYNC_PREFECT_API_KEY_FILE")
+        url = env.get("CONTACTSYNC_PREFECT_API_URL") or env.get("PREFECT_API_URL")
+        if not url:
+            raise RuntimeError("set CONTACTSYNC_PREFECT_API_URL to the Prefect API URL")
+        return cls(
+            prefect_api_url=url.rstrip("/"),
+            prefect_api_key=Path(key_file).read_text().strip() if key_file else None,
+            sync_image=env.get("CONTACTSYNC_SYNC_IMAGE", cls.sync_image),
+            worker_image=env.get("CONTACTSYNC_WORKER_IMAGE", cls.worker_image),
+            worker_cluster_role=env.get("CONTACTSYNC_WORKER_CLUSTER_ROLE", cls.worker_cluster_role),
+            worker_api_secret=env.get("CONTACTSYNC_WORKER_API_SECRET", cls.worker_api_secret),
+            # A floor keeps a misconfiguration from hammering Prefect.
+            resync_seconds=max(5.0, float(env.get("CONTACTSYNC_RESYNC_SECONDS", "300"))),
+            retry_seconds=max(1.0, float(env.get("CONTACTSYNC_RETRY_SECONDS", "15"))),
+        )
