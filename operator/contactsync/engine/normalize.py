@@ -6,11 +6,15 @@ libraries do it (``email-validator`` and ``phonenumbers``): the result of
 .normalized`` and the result of :func:`normalize_phone` is the E.164 form of
 ``phonenumbers.parse(value, default_region)`` for numbers that
 ``phonenumbers.is_valid_number`` accepts. Both reject exactly what the
-libraries reject. The libraries are slow (tens of microseconds a call), so
-each function first tries a fast path that answers only where it provably
-agrees with the library and defers to the library everywhere else. The fast
-paths are exposed (:func:`fast_normalize_email`, :func:`fast_normalize_phone`)
-so tests can check the agreement and that the fast path really answers.
+libraries reject, by raising :class:`EmailInvalid` / :class:`PhoneInvalid`
+(subclasses of ValueError with a stable ``reason``). The libraries are slow
+(tens of microseconds a call), so each function first tries a fast path
+that answers -- a result, or a rejection -- only where it provably agrees
+with the library and defers to the library everywhere else. The fast paths
+are exposed (:func:`fast_normalize_email`, :func:`fast_normalize_phone`:
+a result, a raise, or None to defer) so tests can check the agreement and
+that the fast path really answers; so are the library-only paths
+(:func:`email_by_library`, :func:`phone_by_library`) for comparison.
 
 The fast paths assume the libraries' module-level defaults
 (``email_validator.SPECIAL_USE_DOMAIN_NAMES``, ``TEST_ENVIRONMENT``,
@@ -259,7 +263,9 @@ def normalize_email(value: str) -> str:
 # rest of parse() is replicated below from the region metadata. Letters
 # (vanity numbers, extensions), other separators, several "+" and non-ASCII
 # digits go to the library.
-_PHONE_SHAPE = re.compile(r"[ (]*(\+?)[ (]*([0-9][0-9 ().\-]*)")
+# The "+" and what may follow it form one optional group, so that a run of
+# spaces without digits is rejected in linear time.
+_PHONE_SHAPE = re.compile(r"[ (]*(?:(\+)[ (]*)?([0-9][0-9 ().\-]*)")
 _MAX_INPUT_LENGTH: Final = 250  # phonenumbers' _MAX_INPUT_STRING_LENGTH
 _MIN_NSN: Final = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
 _MAX_NSN: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
