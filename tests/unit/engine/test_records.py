@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pickle
+from collections import UserDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -126,6 +128,11 @@ def test_blank_values_mean_absent() -> None:
     result = contact(row(email="", phone="   ", firstName="\u200b", company="\t"))
     assert (result.email, result.phone, result.first_name, result.company) == (None,) * 4
     assert contact(row(**{"attr.tier": " "})).attributes == (("source", "web form"),)
+
+
+def test_any_mapping_is_a_record() -> None:
+    assert contact(MappingProxyType(CSV_ROW)) == contact(CSV_ROW)
+    assert contact(UserDict(CSV_ROW)) == contact(CSV_ROW)
 
 
 def test_contact_is_frozen_hashable_and_pickles() -> None:
