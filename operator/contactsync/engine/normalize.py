@@ -6,11 +6,15 @@ libraries do it (``email-validator`` and ``phonenumbers``): the result of
 .normalized`` and the result of :func:`normalize_phone` is the E.164 form of
 ``phonenumbers.parse(value, default_region)`` for numbers that
 ``phonenumbers.is_valid_number`` accepts. Both reject exactly what the
-libraries reject. The libraries are slow (tens of microseconds a call), so
-each function first tries a fast path that answers only where it provably
-agrees with the library and defers to the library everywhere else. The fast
-paths are exposed (:func:`fast_normalize_email`, :func:`fast_normalize_phone`)
-so tests can check the agreement and that the fast path really answers.
+libraries reject, by raising :class:`EmailInvalid` / :class:`PhoneInvalid`
+(subclasses of ValueError with a stable ``reason``). The libraries are slow
+(tens of microseconds a call), so each function first tries a fast path
+that answers -- a result, or a rejection -- only where it provably agrees
+with the library and defers to the library everywhere else. The fast paths
+are exposed (:func:`fast_normalize_email`, :func:`fast_normalize_phone`:
+a result, a raise, or None to defer) so tests can check the agreement and
+that the fast path really answers; so are the library-only paths
+(:func:`email_by_library`, :func:`phone_by_library`) for comparison.
 
 The fast paths assume the libraries' module-level defaults
 (``email_validator.SPECIAL_USE_DOMAIN_NAMES``, ``TEST_ENVIRONMENT``,
@@ -139,13 +143,11 @@ def clean_text(value: str, max_len: int) -> str:
     """
     # Most values are already clean: printable ASCII (or NFC text free of
     # anything to remove) with single inner spaces. They skip the rewrite.
-    if not (
-        ((value.isascii() and value.isprintable()) or _DIRTY.search(value) is None)
-        and "  " not in value
-        and value[:1] != " "
-        and value[-1:] != " "
-        and unicodedata.is_normalized("NFC", value)
-    ):
+    if value.isascii():
+        clean = value.isprintable()  # and ASCII is always NFC
+    else:
+        clean = _DIRTY.search(value) is None and unicodedata.is_normalized("NFC", value)
+    if not (clean and "  " not in value and value[:1] != " " and value[-1:] != " "):
         if _BAD_DECODE.search(value):
             raise EncodingInvalid
         # Remove invisibles before NFC: a zero-width character between a
@@ -261,7 +263,9 @@ def normalize_email(value: str) -> str:
 # rest of parse() is replicated below from the region metadata. Letters
 # (vanity numbers, extensions), other separators, several "+" and non-ASCII
 # digits go to the library.
-_PHONE_SHAPE = re.compile(r"[ (]*(\+?)[ (]*([0-9][0-9 ().\-]*)")
+# The "+" and what may follow it form one optional group, so that a run of
+# spaces without digits is rejected in linear time.
+_PHONE_SHAPE = re.compile(r"[ (]*(?:(\+)[ (]*)?([0-9][0-9 ().\-]*)")
 _MAX_INPUT_LENGTH: Final = 250  # phonenumbers' _MAX_INPUT_STRING_LENGTH
 _MIN_NSN: Final = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
 _MAX_NSN: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
@@ -286,9 +290,9 @@ class _Plan:
     idd: re.Pattern[str] | None
     national_prefix: re.Pattern[str] | None
     transform: str | None
-    general: re.Pattern[str] | None
-    lengths: tuple[int, ...]
-    local_lengths: tuple[int, ...]
+    general: re.Pattern[str]
+    # phonenumbers' length verdict for the general description, by length.
+    verdicts: tuple[int, ...]
     leading: re.Pattern[str] | None
     # Per length of a national number, one pattern that fully matches exactly
     # the numbers is_valid_number() accepts at that length. Lengths the
@@ -299,6 +303,9 @@ class _Plan:
 def _compile(pattern: str | None) -> re.Pattern[str] | None:
     # The library treats a missing or empty number pattern as matching nothing.
     return re.compile(pattern) if pattern else None
+
+
+_NEVER: Final = re.compile(r"(?!)")  # stands for a missing pattern: matches nothing
 
 
 def _compile_prefix(pattern: str | None) -> re.Pattern[str] | None:
@@ -353,14 +360,33 @@ def _valid_by_length(
     return by_length
 
 
+def _length_verdict(lengths: tuple[int, ...], local_lengths: tuple[int, ...], length: int) -> int:
+    """phonenumbers' _test_number_length for the general description."""
+    if length in local_lengths:
+        return _LOCAL_ONLY
+    if lengths[0] == length:
+        return _POSSIBLE
+    if lengths[0] > length:
+        return _TOO_SHORT
+    if lengths[-1] < length:
+        return _TOO_LONG
+    return _POSSIBLE if length in lengths[1:] else _INVALID_LENGTH
+
+
 def _build_plan(meta: PhoneMetadata) -> _Plan | None:
     """The compiled plan, or None for metadata the fast path does not model
     (none ships today): no general description or country code, no
-    possible lengths, a transform rule without groups (parse() would index
-    an empty tuple), patterns with groups. The library decides those."""
+    possible lengths or ones past the longest national number, a transform
+    rule without groups (parse() would index an empty tuple), patterns with
+    groups. The library decides those."""
     general = meta.general_desc
     cc = meta.country_code
-    if general is None or cc is None or not general.possible_length:
+    if (
+        general is None
+        or cc is None
+        or not general.possible_length
+        or max(general.possible_length + general.possible_length_local_only) > _MAX_NSN
+    ):
         return None
     national_prefix = _compile(meta.national_prefix_for_parsing)
     transform = meta.national_prefix_transform_rule or None
@@ -375,9 +401,11 @@ def _build_plan(meta: PhoneMetadata) -> _Plan | None:
         idd=_compile_prefix(meta.international_prefix),
         national_prefix=national_prefix,
         transform=transform,
-        general=_compile(general.national_number_pattern),
-        lengths=general.possible_length,
-        local_lengths=general.possible_length_local_only,
+        general=_compile(general.national_number_pattern) or _NEVER,
+        verdicts=tuple(
+            _length_verdict(general.possible_length, general.possible_length_local_only, length)
+            for length in range(_MAX_NSN + 1)
+        ),
         leading=_compile_prefix(meta.leading_digits),
         valid_by_length=valid_by_length,
     )
@@ -407,23 +435,11 @@ def _main_plan(cc: int) -> _Plan | None:
     return _plan_for(cc, phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc][0])
 
 
-def _general_match(plan: _Plan, number: str) -> bool:
-    return plan.general is not None and plan.general.fullmatch(number) is not None
-
-
-def _length_verdict(plan: _Plan, number: str) -> int:
-    """phonenumbers' _test_number_length for the general description."""
+def _verdict(plan: _Plan, number: str) -> int:
+    # Past the longest national number (17) every length is too long; a
+    # transform rule can lengthen a number, so this is not just a lookup.
     length = len(number)
-    if length in plan.local_lengths:
-        return _LOCAL_ONLY
-    lengths = plan.lengths
-    if lengths[0] == length:
-        return _POSSIBLE
-    if lengths[0] > length:
-        return _TOO_SHORT
-    if lengths[-1] < length:
-        return _TOO_LONG
-    return _POSSIBLE if length in lengths[1:] else _INVALID_LENGTH
+    return plan.verdicts[length] if length <= _MAX_NSN else _TOO_LONG
 
 
 def _strip_national_prefix(plan: _Plan, number: str) -> str:
@@ -433,13 +449,13 @@ def _strip_national_prefix(plan: _Plan, number: str) -> str:
     match = plan.national_prefix.match(number)
     if match is None:
         return number
-    viable = _general_match(plan, number)
+    viable = plan.general.fullmatch(number) is not None
     if plan.transform is None or match.groups()[-1] is None:
         stripped = number[match.end() :]
     else:
         stripped = plan.national_prefix.sub(plan.transform, number, count=1)
     # Keep the prefix when stripping turns a viable number into a non-viable one.
-    if viable and not _general_match(plan, stripped):
+    if viable and plan.general.fullmatch(stripped) is None:
         return number
     return stripped
 
@@ -538,15 +554,16 @@ def fast_normalize_phone(value: str, default_region: str) -> str | None:
             # drops it when that makes the number fit the region better.
             candidate = _strip_national_prefix(home, digits[len(home.cc_str) :])
             if (
-                not _general_match(home, digits) and _general_match(home, candidate)
-            ) or _length_verdict(home, digits) == _TOO_LONG:
+                home.general.fullmatch(digits) is None
+                and home.general.fullmatch(candidate) is not None
+            ) or _verdict(home, digits) == _TOO_LONG:
                 national, plan = candidate, _main_plan(cc)
     if plan is None or len(national) < _MIN_NSN:
         return None
     stripped = _strip_national_prefix(plan, national)
     # parse() keeps the national prefix when what is left is not a possible
     # length for the region (it may be a short code).
-    if _length_verdict(plan, stripped) in (_POSSIBLE, _TOO_LONG):
+    if _verdict(plan, stripped) in (_POSSIBLE, _TOO_LONG):
         national = stripped
     if len(national) > _MAX_NSN:
         return None

@@ -137,9 +137,14 @@ def _bounded(value: str, max_len: int) -> str:
 
 
 def _external_id(value: object) -> str:
-    if value is not None and not isinstance(value, str):
+    if value is None:
+        _fail([Reason.FIELD_MISSING])
+    if not isinstance(value, str):
         _fail([Reason.FIELD_INVALID])
-    text = None if value is None else _bounded(value, MAX_EXTERNAL_ID)
+    try:
+        text = clean_text(value, MAX_EXTERNAL_ID)
+    except NormalizeError as exc:
+        _fail([exc.reason])
     if not text:
         _fail([Reason.FIELD_MISSING])
     return text
@@ -151,8 +156,11 @@ def _display(max_len: int) -> AfterValidator:
     def validate(value: str | None) -> str | None:
         if value is None:
             return None
-        # Unbounded here so an over-long value is still checked for markup.
-        text = _bounded(value, _UNBOUNDED)
+        try:
+            # Unbounded here so an over-long value is still checked for markup.
+            text = clean_text(value, _UNBOUNDED)
+        except NormalizeError as exc:
+            _fail([exc.reason])
         if len(text) > max_len or contains_markup(text):
             _fail(
                 reason
@@ -220,7 +228,7 @@ def _updated_at(value: object) -> datetime:
 
 def _deleted(value: object) -> object:
     """CSV gives "true"/"yes"/"1"/"" and so on; absent or blank means False."""
-    if value is None:
+    if value is None or value == "":
         return False
     if isinstance(value, str):
         word = _bounded(value, _UNBOUNDED).lower()

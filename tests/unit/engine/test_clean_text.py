@@ -34,6 +34,7 @@ decoded_text = st.text(
 @example("e\u200b\u0301")  # a zero-width space hiding a composition
 @example("\u3000\u0301x")
 @example("a \u2000 b")  # EN QUAD: NFC turns it into EN SPACE
+@example("Jane  Doe")
 def test_cleaned_text_is_clean(value: str) -> None:
     cleaned = clean_text(value, UNBOUNDED)
     assert clean_text(cleaned, UNBOUNDED) == cleaned
@@ -60,6 +61,10 @@ def test_the_limit_applies_to_the_cleaned_text(value: str, limit: int) -> None:
     ("raw", "expected"),
     [
         ("Jane", "Jane"),
+        ("Jane  Doe", "Jane Doe"),
+        ("Zoë  Doe", "Zoë Doe"),
+        (" Jane", "Jane"),
+        ("Zoë ", "Zoë"),
         ("  Jane \t Doe\n", "Jane Doe"),
         ("Jane\r\nDoe", "Jane Doe"),
         ("Jane\u00a0Doe", "Jane Doe"),

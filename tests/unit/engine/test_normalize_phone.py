@@ -143,6 +143,10 @@ COMMON = [
     ("06 1234 5678", "IT", "+390612345678"),  # Italian leading zero kept
     ("+800 1234 5678", "US", "+80012345678"),  # non-geographic
     ("+1 242 357 0000", "US", "+12423570000"),  # NANPA member (BS)
+    # 18 and 19 digits with the country code and no "+": past every possible
+    # length, so parse() drops the code (international freephone, 0037...).
+    ("810037241157815659", "JP", "+810037241157815659"),
+    ("81 00373877840801609", "JP", "+8100373877840801609"),
 ]
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pickle
+from collections import UserDict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from types import MappingProxyType
 
 import pytest
 from hypothesis import given, settings
@@ -125,6 +127,12 @@ def test_an_unknown_default_region_is_a_configuration_error() -> None:
 def test_blank_values_mean_absent() -> None:
     result = contact(row(email="", phone="   ", firstName="\u200b", company="\t"))
     assert (result.email, result.phone, result.first_name, result.company) == (None,) * 4
+    assert contact(row(**{"attr.tier": " "})).attributes == (("source", "web form"),)
+
+
+def test_any_mapping_is_a_record() -> None:
+    assert contact(MappingProxyType(CSV_ROW)) == contact(CSV_ROW)
+    assert contact(UserDict(CSV_ROW)) == contact(CSV_ROW)
 
 
 def test_contact_is_frozen_hashable_and_pickles() -> None:
@@ -350,6 +358,8 @@ def test_attribute_count() -> None:
     # Blank cells are absent attributes and do not count.
     many_blank = attrs(MAX_ATTRIBUTES, **{f"attr.blank{i}": "" for i in range(10)})
     assert len(contact(many_blank).attributes) == MAX_ATTRIBUTES
+    blank_once_cleaned = attrs(MAX_ATTRIBUTES, **{"attr.a": "  ", "attr.b": "\u200b"})
+    assert len(contact(blank_once_cleaned).attributes) == MAX_ATTRIBUTES
 
 
 def test_attribute_key_and_value_length() -> None:
