@@ -6,6 +6,7 @@ an unchanged spec costs zero writes.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from typing import Any
 
@@ -182,4 +183,6 @@ class PrefectApi:
         if not artifacts:
             return None
         data = artifacts[0].get("data")
+        if isinstance(data, str):  # stored as a JSON document in a string
+            data = json.loads(data)
         return data if isinstance(data, dict) else None
