@@ -23,6 +23,9 @@ ENTRYPOINT = "contactsync.flows:contact_sync"
 WORKER_ACCOUNT = "contactsync-worker"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "contactsync-operator"}
 UID = 10001  # the images' non-root user
+# The root filesystem is read-only; the worker's scratch space is a private emptyDir.
+SCRATCH = "/tmp"  # noqa: S108
+CREATE_KEY_SECRET = "PREFECT_INTEGRATIONS_KUBERNETES_WORKER_CREATE_SECRET_FOR_API_KEY"  # noqa: S105
 
 
 def pool_name(spec: ContactSyncSpec, namespace: str) -> str:
@@ -194,11 +197,11 @@ def worker_deployment(
                                 },
                                 # Jobs get the key as a Secret reference, never a value.
                                 {
-                                    "name": "PREFECT_INTEGRATIONS_KUBERNETES_WORKER_CREATE_SECRET_FOR_API_KEY",
+                                    "name": CREATE_KEY_SECRET,
                                     "value": "true",
                                 },
                                 {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": "8080"},
-                                {"name": "HOME", "value": "/tmp"},
+                                {"name": "HOME", "value": SCRATCH},
                             ],
                             "livenessProbe": {
                                 "httpGet": {"path": "/health", "port": 8080},
@@ -209,7 +212,7 @@ def worker_deployment(
                                 "limits": {"memory": "512Mi"},
                             },
                             "securityContext": _restricted_container(),
-                            "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+                            "volumeMounts": [{"name": "tmp", "mountPath": SCRATCH}],
                         }
                     ],
                     "volumes": [{"name": "tmp", "emptyDir": {}}],
@@ -309,8 +312,7 @@ def prefect_deployment(
 ) -> dict[str, Any]:
     """The deployment's desired fields (what `deployment_drift` compares)."""
     namespace, name = meta["namespace"], meta["name"]
-    secrets = referenced_secrets(spec) + [key_secret(spec, name)]
-    secrets = sorted(set(secrets))
+    secrets = sorted({*referenced_secrets(spec), key_secret(spec, name)})
     return {
         "name": deployment_name(namespace, name),
         "work_pool_name": pool_name(spec, namespace),

@@ -21,7 +21,7 @@ class Settings:
     worker_image: str = "contactsync/worker:0.1.0"
     worker_cluster_role: str = "contactsync-prefect-worker"
     # A Secret (in each namespace, optional) holding `api-key` for workers.
-    worker_api_secret: str = "contactsync-prefect-api"
+    worker_api_secret: str = "contactsync-prefect-api"  # noqa: S105 - a Secret's name
     resync_seconds: float = 300.0
     retry_seconds: float = 15.0
 

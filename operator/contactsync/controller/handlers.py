@@ -1,0 +1,162 @@
+"""Kopf handlers: thin glue from events to the Reconciler.
+
+    kopf run -m contactsync.controller.handlers --namespace=NS   (or --all-namespaces)
+
+One idempotent reconcile serves create, update and resume; a jittered timer
+re-runs it to repair drift (in Kubernetes and in Prefect) and to track flow
+runs; deletion goes through a finalizer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from .conditions import set_condition
+from .kube_apply import KubeApplier
+from .prefect_api import PrefectApi, PrefectUnavailableError
+from .reconcile import Outcome, Reconciler
+from .settings import Settings
+from .tracking import last_sync
+
+GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
+RESYNC = max(5.0, float(os.environ.get("CONTACTSYNC_RESYNC_SECONDS", "300")))
+
+_reconciler: Reconciler | None = None
+
+
+def reconciler() -> Reconciler:
+    global _reconciler
+    if _reconciler is None:
+        settings = Settings.from_env()
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+        _reconciler = Reconciler(
+            KubeApplier(client.ApiClient()),
+            PrefectApi(settings.prefect_api_url, settings.prefect_api_key),
+            settings,
+        )
+    return _reconciler
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = "contactsync.dev/finalizer"
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix="contactsync.dev"
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="contactsync.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = 100  # Events are posted explicitly, on transitions only
+    settings.peering.standalone = os.environ.get("CONTACTSYNC_PEERING", "") == ""
+    settings.watching.server_timeout = 300
+    reconciler()
+
+
+def _apply(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
+    patch.status.update(outcome.status)
+    for kind, reason, message in outcome.events:
+        kopf.event(body, type=kind, reason=reason, message=message)
+    if outcome.retry:
+        raise kopf.TemporaryError(
+            outcome.status["conditions"][0]["message"], delay=reconciler().settings.retry_seconds
+        )
+
+
+def _post_transitions(body: kopf.Body, before: list[Any], after: list[Any]) -> None:
+    from .conditions import transitions
+
+    for condition in transitions(before, after):
+        if condition["type"] in ("Ready", "Stalled", "LastSyncSucceeded"):
+            kind = (
+                "Normal"
+                if (condition["status"] == "True") != (condition["type"] == "Stalled")
+                else "Warning"
+            )
+            kopf.event(
+                body,
+                type=kind,
+                reason=condition["reason"],
+                message=f"{condition['type']}={condition['status']}: {condition['message']}",
+            )
+
+
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    outcome = reconciler().reconcile(body)
+    _post_transitions(
+        body,
+        list((body.get("status") or {}).get("conditions") or []),
+        outcome.status.get("conditions", []),
+    )
+    _apply(outcome, body, patch)
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC, initial_delay=RESYNC, idle=None)
+def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Repair drift and record the latest flow run; writes happen only on a difference."""
+    rec = reconciler()
+    outcome = rec.reconcile(body)
+    deployment_id = (outcome.status.get("prefect") or {}).get("deploymentId")
+    if deployment_id:
+        try:
+            tracked = last_sync(rec.prefect, deployment_id)
+        except PrefectUnavailableError:
+            tracked = {}
+        outcome.status["nextRunAt"] = tracked.get("nextRunAt")
+        if "lastSync" in tracked:
+            generation = int(body["metadata"].get("generation") or 0)
+            status, succeeded = tracked["lastSync"], tracked["succeeded"]
+            outcome.status["lastSync"] = status
+            if succeeded is not None:
+                outcome.status["conditions"] = set_condition(
+                    outcome.status.get("conditions", []),
+                    "LastSyncSucceeded",
+                    "True" if succeeded else "False",
+                    status["state"],
+                    f"flow run {status['flowRunId']} {status['state'].lower()}",
+                    generation,
+                )
+    before = list((body.get("status") or {}).get("conditions") or [])
+    after = outcome.status.get("conditions", [])
+    if outcome.status != dict(body.get("status") or {}):
+        _post_transitions(body, before, after)
+        _apply(outcome, body, patch)
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    try:
+        events = reconciler().delete(body)
+    except PrefectUnavailableError as exc:
+        message = f"cannot remove Prefect objects yet: {exc}; retrying"
+        conditions = set_condition(
+            (body.get("status") or {}).get("conditions") or [],
+            "Reconciling",
+            "True",
+            "PrefectUnavailable",
+            message,
+            int(body["metadata"].get("generation") or 0),
+        )
+        patch.status["conditions"] = conditions
+        kopf.event(body, type="Warning", reason="PrefectUnavailable", message=message)
+        raise kopf.TemporaryError(message, delay=reconciler().settings.retry_seconds) from exc
+    for kind, reason, message in events:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+
+@kopf.on.probe(id="prefect")
+def prefect_reachable(**_: Any) -> bool:
+    try:
+        reconciler().prefect.default_kubernetes_template()
+    except PrefectUnavailableError:
+        return False
+    return True

@@ -1,0 +1,117 @@
+"""Create-or-patch for the few kinds the operator owns, writing only what differs.
+
+Live objects carry server defaults the desired state never names, so
+comparison is by subset: an object is in sync when every field the desired
+state names has the desired value. Owner references of shared objects
+(the worker's identity and Deployment serve every ContactSync of a pool)
+are merged, never replaced: garbage collection removes them with their last owner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+
+@dataclass(frozen=True)
+class _Kind:
+    read: Callable[..., Any]
+    create: Callable[..., Any]
+    patch: Callable[..., Any]
+
+
+def is_subset(desired: Any, live: Any) -> bool:
+    if isinstance(desired, Mapping):
+        return isinstance(live, Mapping) and all(
+            is_subset(value, live.get(key)) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(live, list)
+            and len(desired) == len(live)
+            and all(is_subset(d, item) for d, item in zip(desired, live, strict=True))
+        )
+    return bool(desired == live)
+
+
+def merge_owners(desired: list[dict[str, Any]], live: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    uids = {owner["uid"] for owner in desired}
+    return desired + [owner for owner in live if owner.get("uid") not in uids]
+
+
+class KubeApplier:
+    def __init__(self, api: client.ApiClient) -> None:
+        self.api = api
+        core = client.CoreV1Api(api)
+        rbac = client.RbacAuthorizationV1Api(api)
+        apps = client.AppsV1Api(api)
+        self._kinds = {
+            "ServiceAccount": _Kind(
+                core.read_namespaced_service_account,
+                core.create_namespaced_service_account,
+                core.patch_namespaced_service_account,
+            ),
+            "RoleBinding": _Kind(
+                rbac.read_namespaced_role_binding,
+                rbac.create_namespaced_role_binding,
+                rbac.patch_namespaced_role_binding,
+            ),
+            "Deployment": _Kind(
+                apps.read_namespaced_deployment,
+                apps.create_namespaced_deployment,
+                apps.patch_namespaced_deployment,
+            ),
+            "Secret": _Kind(
+                core.read_namespaced_secret,
+                core.create_namespaced_secret,
+                core.patch_namespaced_secret,
+            ),
+        }
+        self.writes = 0
+
+    def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            live = self._kinds[kind].read(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        serialised: dict[str, Any] = self.api.sanitize_for_serialization(live)
+        return serialised
+
+    def ensure(self, desired: dict[str, Any], *, shared: bool = False) -> str:
+        """Create or patch; returns "created", "patched" or "unchanged"."""
+        kind, meta = desired["kind"], desired["metadata"]
+        live = self.read(kind, meta["namespace"], meta["name"])
+        if live is None:
+            self._kinds[kind].create(meta["namespace"], desired)
+            self.writes += 1
+            return "created"
+        wanted = desired
+        if shared:
+            owners = merge_owners(
+                meta.get("ownerReferences", []), live["metadata"].get("ownerReferences", [])
+            )
+            wanted = {**desired, "metadata": {**meta, "ownerReferences": owners}}
+        if is_subset(wanted, live):
+            return "unchanged"
+        self._kinds[kind].patch(meta["name"], meta["namespace"], wanted)
+        self.writes += 1
+        return "patched"
+
+    def create_only(self, desired: dict[str, Any]) -> bool:
+        """Create if absent; never touch an existing object (key Secrets). True if created."""
+        meta = desired["metadata"]
+        if self.read(desired["kind"], meta["namespace"], meta["name"]) is not None:
+            return False
+        self._kinds[desired["kind"]].create(meta["namespace"], desired)
+        self.writes += 1
+        return True
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        # Only metadata is needed, but the API has no cheaper read for one Secret.
+        return self.read("Secret", namespace, name) is not None
