@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := $(CURDIR)/.venv/bin:$(PATH):/usr/local/go/bin
 PY := .venv/bin/python
 
-.PHONY: test bootstrap lint typecheck pytest bed demo
+.PHONY: test bootstrap lint typecheck pytest bed demo crd
 
 test: bootstrap lint typecheck pytest  ## everything CI checks, from a fresh machine
 
@@ -23,6 +23,10 @@ pytest:
 
 bed: bootstrap  ## start the real servers and print `export` lines; Ctrl-C stops them
 	@$(PY) -m tests.testbed up
+
+crd:  ## regenerate the CRD from the pydantic models (a unit test fails when it is stale)
+	PYTHONPATH=operator $(PY) -m contactsync.api.crd > crds/.contactsync.yaml.tmp
+	mv crds/.contactsync.yaml.tmp crds/contactsync.dev_contactsyncs.yaml
 
 demo:
 	@echo "make demo: the end-to-end demo arrives with the operator (issue 4); not built yet." >&2
