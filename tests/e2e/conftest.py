@@ -26,7 +26,10 @@ WORKER_CLUSTER_ROLE = REPO / "tests" / "e2e" / "worker-clusterrole.yaml"
 def kubectl(bed: TestBed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(tools.kubectl()), f"--kubeconfig={bed.kube.kubeconfig}", *args],
-        capture_output=True, text=True, check=check, timeout=60,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=60,
     )
 
 
@@ -63,10 +66,20 @@ class Operator:
             **env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "kopf", "run", "--standalone", "-m",
-             "contactsync.controller.handlers", f"--namespace={self.namespace}",
-             "--liveness=http://127.0.0.1:0/healthz"],
-            env=environment, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "kopf",
+                "run",
+                "--standalone",
+                "-m",
+                "contactsync.controller.handlers",
+                f"--namespace={self.namespace}",
+                "--liveness=http://127.0.0.1:0/healthz",
+            ],
+            env=environment,
+            stdout=self.log.open("ab"),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -80,20 +93,27 @@ class Operator:
                 self.process.wait(10)
 
     def apply(self, name: str, spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "ContactSync",
-                "metadata": {"name": name, **metadata}, "spec": spec}
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ContactSync",
+            "metadata": {"name": name, **metadata},
+            "spec": spec,
+        }
         created: dict[str, Any] = self.custom.create_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, body)
+            GROUP, VERSION, self.namespace, PLURAL, body
+        )
         return created
 
     def get(self, name: str) -> dict[str, Any]:
         found: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name)
+            GROUP, VERSION, self.namespace, PLURAL, name
+        )
         return found
 
     def patch(self, name: str, body: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL,
-                                                   name, body)
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, body
+        )
 
     def condition(self, name: str, type_: str) -> dict[str, Any] | None:
         for condition in (self.get(name).get("status") or {}).get("conditions") or []:
@@ -101,8 +121,9 @@ class Operator:
                 return dict(condition)
         return None
 
-    def wait_condition(self, name: str, type_: str, status: str, reason: str | None = None,
-                       timeout: float = 60.0) -> dict[str, Any]:
+    def wait_condition(
+        self, name: str, type_: str, status: str, reason: str | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         def matches() -> dict[str, Any] | None:
             c = self.condition(name, type_)
             if c and c["status"] == status and (reason is None or c["reason"] == reason):
@@ -116,16 +137,17 @@ class Operator:
         return found
 
     def secret(self, name: str, data: dict[str, str]) -> None:
-        self.core.create_namespaced_secret(self.namespace, client.V1Secret(
-            metadata=client.V1ObjectMeta(name=name), string_data=data))
+        self.core.create_namespaced_secret(
+            self.namespace,
+            client.V1Secret(metadata=client.V1ObjectMeta(name=name), string_data=data),
+        )
 
 
 @pytest.fixture(scope="module")
 def crd(bed: TestBed) -> None:
     kubectl(bed, "apply", "-f", str(CRD))
     kubectl(bed, "apply", "-f", str(WORKER_CLUSTER_ROLE))
-    kubectl(bed, "wait", "--for=condition=Established", "--timeout=60s",
-            f"crd/{PLURAL}.{GROUP}")
+    kubectl(bed, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
 
 
 @pytest.fixture
@@ -133,7 +155,8 @@ def operator(bed: TestBed, crd: None) -> Iterator[Operator]:
     namespace = f"op-{uuid.uuid4().hex[:8]}"
     with bed.kube.api_client() as api:
         client.CoreV1Api(api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+        )
         running = Operator(bed, namespace, api)
         running.start()
         try:

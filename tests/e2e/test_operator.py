@@ -14,8 +14,11 @@ from .conftest import Operator, wait_for
 
 SPEC: dict[str, Any] = {
     "source": {"type": "csv", "path": "/data/contacts.csv"},
-    "destination": {"type": "postgres", "table": "contacts",
-                    "dsnSecretRef": {"name": "warehouse", "key": "dsn"}},
+    "destination": {
+        "type": "postgres",
+        "table": "contacts",
+        "dsnSecretRef": {"name": "warehouse", "key": "dsn"},
+    },
     "schedule": {"cron": "*/15 * * * *", "timezone": "UTC"},
 }
 
@@ -45,15 +48,19 @@ def test_apply_reconciles_children_and_prefect_then_delete_cleans_up(
 ) -> None:
     ns = operator.namespace
     operator.secret("warehouse", {"dsn": "postgresql://warehouse.example/contacts"})
-    operator.apply("crm", {**SPEC, "serviceAccount": {"annotations": {
-        "iam.example/role": "crm-sync"}}})
+    operator.apply(
+        "crm", {**SPEC, "serviceAccount": {"annotations": {"iam.example/role": "crm-sync"}}}
+    )
     ready = operator.wait_condition("crm", "Ready", "True")
     assert ready["reason"] == "Reconciled"
     status = operator.get("crm")["status"]
     assert status["observedGeneration"] == operator.get("crm")["metadata"]["generation"]
 
-    core, rbac, apps = (client.CoreV1Api(operator.api), client.RbacAuthorizationV1Api(operator.api),
-                        client.AppsV1Api(operator.api))
+    core, rbac, apps = (
+        client.CoreV1Api(operator.api),
+        client.RbacAuthorizationV1Api(operator.api),
+        client.AppsV1Api(operator.api),
+    )
     sync_sa = core.read_namespaced_service_account("crm-sync", ns)
     assert sync_sa.automount_service_account_token is False
     assert (sync_sa.metadata.annotations or {}) == {"iam.example/role": "crm-sync"}
@@ -83,22 +90,32 @@ def test_apply_reconciles_children_and_prefect_then_delete_cleans_up(
     assert status["prefect"]["deploymentId"] == live["id"]
     assert live["job_variables"]["service_account_name"] == "crm-sync"
     assert {m["mountPath"] for m in live["job_variables"]["secret_mounts"]} == {
-        "/var/run/secrets/contactsync/crm-keys", "/var/run/secrets/contactsync/warehouse"}
-    assert live["parameters"]["spec"]["destination"]["dsnSecretRef"] == {"name": "warehouse",
-                                                                           "key": "dsn"}
+        "/var/run/secrets/contactsync/crm-keys",
+        "/var/run/secrets/contactsync/warehouse",
+    }
+    assert live["parameters"]["spec"]["destination"]["dsnSecretRef"] == {
+        "name": "warehouse",
+        "key": "dsn",
+    }
     assert "warehouse.example" not in str(live)
     assert f"contactsync.dev/namespace={ns}" in live["tags"]
     assert [s["schedule"]["cron"] for s in live["schedules"]] == ["*/15 * * * *"]
 
-    operator.custom.delete_namespaced_custom_object("contactsync.dev", "v1alpha1", ns,
-                                                    "contactsyncs", "crm")
+    operator.custom.delete_namespaced_custom_object(
+        "contactsync.dev", "v1alpha1", ns, "contactsyncs", "crm"
+    )
     wait_for("the Prefect deployment to be deleted", lambda: deployment(bed, ns, "crm") is None)
     wait_for("the work pool to be deleted", lambda: work_pool(bed, f"contactsync-{ns}") is None)
-    wait_for("the sync ServiceAccount to be garbage-collected",
-             lambda: gone(lambda: core.read_namespaced_service_account("crm-sync", ns)))
-    wait_for("the worker to be garbage-collected",
-             lambda: gone(lambda: apps.read_namespaced_deployment(
-                 f"prefect-worker-contactsync-{ns}", ns)))
+    wait_for(
+        "the sync ServiceAccount to be garbage-collected",
+        lambda: gone(lambda: core.read_namespaced_service_account("crm-sync", ns)),
+    )
+    wait_for(
+        "the worker to be garbage-collected",
+        lambda: gone(
+            lambda: apps.read_namespaced_deployment(f"prefect-worker-contactsync-{ns}", ns)
+        ),
+    )
     assert core.read_namespaced_secret("crm-keys", ns).data  # still there
 
 
@@ -111,7 +128,8 @@ def test_no_op_resync_writes_nothing_and_a_schedule_change_writes_once(
     operator.wait_condition("crm", "Ready", "True")
     before = deployment(bed, ns, "crm")
     pool_before = work_pool(bed, f"contactsync-{ns}")
-    assert before is not None and pool_before is not None
+    assert before is not None
+    assert pool_before is not None
     # Three resync periods (5 s each in tests) pass without a single write.
     import time
 
@@ -122,9 +140,14 @@ def test_no_op_resync_writes_nothing_and_a_schedule_change_writes_once(
     assert work_pool(bed, f"contactsync-{ns}")["updated"] == pool_before["updated"]  # type: ignore[index]
 
     operator.patch("crm", {"spec": {"schedule": {"cron": "0 * * * *", "timezone": "UTC"}}})
-    changed = wait_for("the new schedule in Prefect", lambda: (
-        d := deployment(bed, ns, "crm")) and [s["schedule"]["cron"] for s in d["schedules"]]
-        == ["0 * * * *"] and d)
+    changed = wait_for(
+        "the new schedule in Prefect",
+        lambda: (
+            (d := deployment(bed, ns, "crm"))
+            and [s["schedule"]["cron"] for s in d["schedules"]] == ["0 * * * *"]
+            and d
+        ),
+    )
     time.sleep(11)
     final = deployment(bed, ns, "crm")
     assert final is not None
@@ -160,21 +183,30 @@ def test_drift_is_repaired(bed: TestBed, operator: Operator, what: str) -> None:
     core = client.CoreV1Api(operator.api)
     if what == "child":
         core.delete_namespaced_service_account("crm-sync", ns)
-        wait_for("the sync ServiceAccount to come back",
-                 lambda: not gone(lambda: core.read_namespaced_service_account("crm-sync", ns)),
-                 timeout=30)
+        wait_for(
+            "the sync ServiceAccount to come back",
+            lambda: not gone(lambda: core.read_namespaced_service_account("crm-sync", ns)),
+            timeout=30,
+        )
     elif what == "prefect-deployment":
         old = deployment(bed, ns, "crm")
         assert old is not None
         with bed.prefect.client() as api:
             api.delete(f"/deployments/{old['id']}")
-        again = wait_for("the deployment to come back",
-                         lambda: deployment(bed, ns, "crm"), timeout=30)
+        again = wait_for(
+            "the deployment to come back", lambda: deployment(bed, ns, "crm"), timeout=30
+        )
         assert again["id"] != old["id"]
-        wait_for("status to follow the new id", lambda: operator.get("crm")["status"]["prefect"][
-            "deploymentId"] == again["id"], timeout=30)
+        wait_for(
+            "status to follow the new id",
+            lambda: operator.get("crm")["status"]["prefect"]["deploymentId"] == again["id"],
+            timeout=30,
+        )
     else:
         with bed.prefect.client() as api:
             api.patch(f"/work_pools/contactsync-{ns}", json={"concurrency_limit": 99})
-        wait_for("the concurrency limit to be restored", lambda: (
-            p := work_pool(bed, f"contactsync-{ns}")) and p["concurrency_limit"] == 1, timeout=30)
+        wait_for(
+            "the concurrency limit to be restored",
+            lambda: (p := work_pool(bed, f"contactsync-{ns}")) and p["concurrency_limit"] == 1,
+            timeout=30,
+        )

@@ -61,6 +61,7 @@ _COPIED = frozenset(
         "maximum",
         "minItems",
         "maxItems",
+        "maxProperties",
         "required",
         "x-kubernetes-list-type",
         "x-kubernetes-list-map-keys",
@@ -80,9 +81,11 @@ _ORDER = (
     "maximum",
     "minItems",
     "maxItems",
+    "maxProperties",
     "x-kubernetes-list-type",
     "x-kubernetes-list-map-keys",
     "items",
+    "additionalProperties",
     "required",
     "properties",
     "x-kubernetes-validations",
@@ -152,7 +155,7 @@ def _structural(node: Mapping[str, Any], defs: Mapping[str, Any]) -> JsonSchema:
             continue  # see the module docstring: pruning does this job
         if key == "properties":
             out[key] = {name: _structural(child, defs) for name, child in value.items()}
-        elif key == "items":
+        elif key in ("items", "additionalProperties"):  # a list's items, a map's values
             out[key] = _structural(value, defs)
         elif key == "const":
             out["enum"] = [value]

@@ -432,6 +432,17 @@ class PrefectSettings(Model):
     """Container image the flow runs in."""
 
 
+class ServiceAccountSettings(Model):
+    """The sync Job's ServiceAccount."""
+
+    # Keys are checked by the API server when the operator writes the ServiceAccount
+    # (CRD schemas cannot constrain map keys); a bad key surfaces in status.
+    annotations: Annotated[
+        dict[str, Annotated[str, Field(max_length=1024)]], Field(max_length=16)
+    ] = Field(default_factory=dict)
+    """Passed through to the ServiceAccount, e.g. for workload identity (IAM roles)."""
+
+
 class ContactSyncSpec(Model):
     """The desired sync."""
 
@@ -455,6 +466,8 @@ class ContactSyncSpec(Model):
     """Safety limits."""
     prefect: PrefectSettings = Field(default_factory=PrefectSettings)
     """Prefect deployment settings."""
+    service_account: ServiceAccountSettings = Field(default_factory=ServiceAccountSettings)
+    """The sync Job's identity: no Kubernetes permissions, no token; annotations only."""
 
 
 class ObjectMeta(BaseModel):

@@ -112,6 +112,8 @@ class KeysStatus(Model):
     """Secret holding the keyring."""
     primary_key_id: KeyId | None = None
     """Id of the key new values are encrypted with."""
+    rotation: Annotated[str, Field(max_length=253)] | None = None
+    """The last `contactsync.dev/rotate-keys` value acted on."""
 
 
 class ContactSyncStatus(Model):
@@ -134,3 +136,5 @@ class ContactSyncStatus(Model):
     """When the next scheduled run starts."""
     keys: KeysStatus | None = None
     """Encryption keyring."""
+    sync_now_handled: Annotated[str, Field(max_length=253)] | None = None
+    """The last `contactsync.dev/sync-now` value acted on."""

@@ -25,7 +25,6 @@ PAUSE = "contactsync.dev/reconcile"
 SYNC_NOW = "contactsync.dev/sync-now"
 ROTATE_KEYS = "contactsync.dev/rotate-keys"
 DELETION_POLICY = "contactsync.dev/deletion-policy"
-SA_ANNOTATIONS = "contactsync.dev/service-account-annotations."  # prefix, passed through
 
 
 @dataclass
@@ -166,11 +165,7 @@ class Reconciler:
         self, meta: Mapping[str, Any], spec: ContactSyncSpec, annotations: Mapping[str, str]
     ) -> None:
         namespace = meta["namespace"]
-        passthrough = {
-            k.removeprefix(SA_ANNOTATIONS): v
-            for k, v in annotations.items()
-            if k.startswith(SA_ANNOTATIONS)
-        }
+        passthrough = dict(spec.service_account.annotations)
         owner = [desired.owner_reference(meta, controller=False)]
         self.kube.ensure(desired.sync_service_account(meta, passthrough))
         self.kube.ensure(desired.worker_service_account(namespace, owner), shared=True)

@@ -37,11 +37,13 @@ def nodes(schema: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[st
         yield from nodes(child, f"{path}.{name}" if path else name)
     if "items" in schema:
         yield from nodes(schema["items"], f"{path}[]")
+    if "additionalProperties" in schema:
+        yield from nodes(schema["additionalProperties"], f"{path}{{}}")
 
 
 def crd_fields(schema: dict[str, Any], prefix: str) -> set[str]:
     """Field paths; an array's item node is no field of its own."""
-    return {path for path, _ in nodes(schema, prefix) if not path.endswith("[]")} - {prefix}
+    return {path for path, _ in nodes(schema, prefix) if not path.endswith(("[]", "{}"))} - {prefix}
 
 
 def _models_in(annotation: Any) -> Iterator[tuple[type[BaseModel], bool]]:
@@ -157,7 +159,6 @@ FORBIDDEN = {
     "not",
     "const",
     "title",
-    "additionalProperties",
     "nullable",
     "exclusiveMinimum",
     "exclusiveMaximum",
@@ -168,11 +169,18 @@ FORBIDDEN = {
 def test_schema_is_structural() -> None:
     for path, node in nodes(openapi()):
         assert not FORBIDDEN & node.keys(), path
+        # A map's value schema is allowed; `false` or a map with listed fields is not.
+        if "additionalProperties" in node:
+            assert isinstance(node["additionalProperties"], dict), path
+            assert "properties" not in node, path
         assert node.get("type") in {"object", "array", "string", "integer", "number", "boolean"}, (
             path
         )
         if node["type"] == "object" and path != "metadata":
-            assert node.get("properties"), f"{path}: an object needs its fields listed"
+            # A map (additionalProperties) is the one object without listed fields.
+            assert node.get("properties") or "additionalProperties" in node, (
+                f"{path}: an object needs its fields listed"
+            )
         for name in node.get("required", []):
             assert name in node["properties"], f"{path}.{name}"
 
@@ -203,7 +211,7 @@ def test_status_fields_are_exactly_the_pydantic_fields() -> None:
 
 def test_every_field_is_described() -> None:
     for path, node in nodes(openapi()):
-        if path and not path.endswith("[]") and not path.startswith("metadata"):
+        if path and not path.endswith(("[]", "{}")) and not path.startswith("metadata"):
             assert node.get("description"), path
 
 
