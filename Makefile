@@ -28,6 +28,5 @@ crd:  ## regenerate the CRD from the pydantic models (a unit test fails when it 
 	PYTHONPATH=operator $(PY) -m contactsync.api.crd > crds/.contactsync.yaml.tmp
 	mv crds/.contactsync.yaml.tmp crds/contactsync.dev_contactsyncs.yaml
 
-demo:
-	@echo "make demo: the end-to-end demo arrives with the operator (issue 4); not built yet." >&2
-	@exit 1
+demo: bootstrap  ## the product end to end on a local control plane, Prefect and PostgreSQL
+	@$(PY) scripts/demo.py

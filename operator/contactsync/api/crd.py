@@ -219,7 +219,8 @@ _PRINTER_COLUMNS: list[JsonSchema] = [
     {"name": "Ready", "type": "string", "jsonPath": _ready("status")},
     {"name": "Reason", "type": "string", "jsonPath": _ready("reason")},
     {"name": "Last Sync", "type": "date", "jsonPath": ".status.lastSync.finishedAt"},
-    {"name": "Next Run", "type": "date", "jsonPath": ".status.nextRunAt"},
+    # A string, not a date: kubectl prints a future date as "<invalid>".
+    {"name": "Next Run", "type": "string", "jsonPath": ".status.nextRunAt"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Message", "type": "string", "jsonPath": _ready("message"), "priority": 1},
     {

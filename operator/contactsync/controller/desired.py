@@ -286,12 +286,17 @@ def harden_job_template(default: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def work_pool(
-    spec: ContactSyncSpec, namespace: str, base_job_template: Mapping[str, Any]
+    spec: ContactSyncSpec, namespace: str, pool_type: str, base_job_template: Mapping[str, Any]
 ) -> dict[str, Any]:
+    template = (
+        harden_job_template(base_job_template)
+        if pool_type == "kubernetes"
+        else copy.deepcopy(dict(base_job_template))
+    )
     return {
         "name": pool_name(spec, namespace),
-        "type": "kubernetes",
-        "base_job_template": harden_job_template(base_job_template),
+        "type": pool_type,
+        "base_job_template": template,
         "concurrency_limit": spec.prefect.work_pool.concurrency_limit,
     }
 
@@ -334,19 +339,28 @@ def prefect_deployment(
                 f"contactsync.dev/uid={meta['uid']}",
             ]
         ),
-        "job_variables": {
-            "namespace": namespace,
-            "service_account_name": sync_account(name),
-            "image": spec.prefect.image or settings.sync_image,
-            "secret_volumes": [
-                {"name": f"secret-{i}", "secret": {"secretName": secret, "defaultMode": 0o440}}
-                for i, secret in enumerate(secrets)
-            ],
-            "secret_mounts": [
-                {"name": f"secret-{i}", "mountPath": f"{DEFAULT_ROOT}/{secret}", "readOnly": True}
-                for i, secret in enumerate(secrets)
-            ],
-        },
+        "job_variables": _job_variables(namespace, name, spec, settings, secrets),
+    }
+
+
+def _job_variables(
+    namespace: str, name: str, spec: ContactSyncSpec, settings: Settings, secrets: list[str]
+) -> dict[str, Any]:
+    if settings.work_pool_type != "kubernetes":
+        # A local process worker: Secrets are projected into a directory on its host.
+        return {"env": {"CONTACTSYNC_SECRETS_DIR": settings.local_secrets_dir or str(DEFAULT_ROOT)}}
+    return {
+        "namespace": namespace,
+        "service_account_name": sync_account(name),
+        "image": spec.prefect.image or settings.sync_image,
+        "secret_volumes": [
+            {"name": f"secret-{i}", "secret": {"secretName": secret, "defaultMode": 0o440}}
+            for i, secret in enumerate(secrets)
+        ],
+        "secret_mounts": [
+            {"name": f"secret-{i}", "mountPath": f"{DEFAULT_ROOT}/{secret}", "readOnly": True}
+            for i, secret in enumerate(secrets)
+        ],
     }
 
 

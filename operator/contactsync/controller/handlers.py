@@ -156,7 +156,8 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 @kopf.on.probe(id="prefect")
 def prefect_reachable(**_: Any) -> bool:
     try:
-        reconciler().prefect.default_kubernetes_template()
+        rec = reconciler()
+        rec.prefect.default_template(rec.settings.work_pool_type)
     except PrefectUnavailableError:
         return False
     return True

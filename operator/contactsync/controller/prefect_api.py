@@ -25,7 +25,7 @@ class PrefectApi:
         self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
         self.calls: Counter[str] = Counter()
         self.writes = 0
-        self._base_template: Json | None = None
+        self._templates: dict[str, Json] = {}
 
     def close(self) -> None:
         self._http.close()
@@ -49,17 +49,17 @@ class PrefectApi:
 
     # -- work pools --------------------------------------------------------------------
 
-    def default_kubernetes_template(self) -> Json:
-        """The server's own default base job template for kubernetes pools (cached)."""
-        if self._base_template is None:
+    def default_template(self, pool_type: str) -> Json:
+        """The server's own default base job template for a pool type (cached)."""
+        if pool_type not in self._templates:
             response = self._call(
                 "GET", "/collections/views/aggregate-worker-metadata", "read_worker_metadata"
             )
             metadata = self._json(response, "read_worker_metadata")
-            self._base_template = metadata["prefect-kubernetes"]["kubernetes"][
-                "default_base_job_configuration"
-            ]
-        return self._base_template
+            for workers in metadata.values():
+                for name, worker in workers.items():
+                    self._templates[name] = worker["default_base_job_configuration"]
+        return self._templates[pool_type]
 
     def read_work_pool(self, name: str) -> Json | None:
         response = self._call("GET", f"/work_pools/{name}", "read_work_pool")

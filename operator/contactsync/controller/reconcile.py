@@ -179,7 +179,10 @@ class Reconciler:
         self, meta: Mapping[str, Any], spec: ContactSyncSpec
     ) -> tuple[str, dict[str, Any]]:
         prefect = self.prefect
-        pool = desired.work_pool(spec, meta["namespace"], prefect.default_kubernetes_template())
+        pool_type = self.settings.work_pool_type
+        pool = desired.work_pool(
+            spec, meta["namespace"], pool_type, prefect.default_template(pool_type)
+        )
         live_pool = prefect.read_work_pool(pool["name"])
         if live_pool is None:
             prefect.create_work_pool({**pool, "description": "managed by contactsync-operator"})

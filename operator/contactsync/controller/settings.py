@@ -22,6 +22,10 @@ class Settings:
     worker_cluster_role: str = "contactsync-prefect-worker"
     # A Secret (in each namespace, optional) holding `api-key` for workers.
     worker_api_secret: str = "contactsync-prefect-api"  # noqa: S105 - a Secret's name
+    # "process" runs flows on the worker's own host: for the local demo only, where
+    # no kubelet exists; production uses "kubernetes" (a hardened Job per run).
+    work_pool_type: str = "kubernetes"
+    local_secrets_dir: str | None = None  # "process" pools: where Secrets are projected
     resync_seconds: float = 300.0
     retry_seconds: float = 15.0
 
@@ -39,6 +43,8 @@ class Settings:
             worker_image=env.get("CONTACTSYNC_WORKER_IMAGE", cls.worker_image),
             worker_cluster_role=env.get("CONTACTSYNC_WORKER_CLUSTER_ROLE", cls.worker_cluster_role),
             worker_api_secret=env.get("CONTACTSYNC_WORKER_API_SECRET", cls.worker_api_secret),
+            work_pool_type=env.get("CONTACTSYNC_WORK_POOL_TYPE", cls.work_pool_type),
+            local_secrets_dir=env.get("CONTACTSYNC_LOCAL_SECRETS_DIR"),
             # A floor keeps a misconfiguration from hammering Prefect.
             resync_seconds=max(5.0, float(env.get("CONTACTSYNC_RESYNC_SECONDS", "300"))),
             retry_seconds=max(1.0, float(env.get("CONTACTSYNC_RETRY_SECONDS", "15"))),

@@ -135,7 +135,7 @@ def test_printer_columns() -> None:
         ("Ready", "string", 0),
         ("Reason", "string", 0),
         ("Last Sync", "date", 0),
-        ("Next Run", "date", 0),
+        ("Next Run", "string", 0),
         ("Age", "date", 0),
         ("Message", "string", 1),
         ("Work Pool", "string", 1),
