@@ -16,7 +16,6 @@ import pytest
 from kubernetes import client
 
 from tests.testbed import TestBed, tools
-from tests.testbed.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"

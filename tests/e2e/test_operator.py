@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import base64
+import time
+import uuid
 from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from contactsync.engine.keyring import Keyring
 from tests.testbed import TestBed
+from tests.testbed.prefect import PrefectServer
 
 from .conftest import Operator, wait_for
 
@@ -131,8 +136,6 @@ def test_no_op_resync_writes_nothing_and_a_schedule_change_writes_once(
     assert before is not None
     assert pool_before is not None
     # Three resync periods (5 s each in tests) pass without a single write.
-    import time
-
     time.sleep(16)
     after = deployment(bed, ns, "crm")
     assert after is not None
@@ -210,3 +213,80 @@ def test_drift_is_repaired(bed: TestBed, operator: Operator, what: str) -> None:
             lambda: (p := work_pool(bed, f"contactsync-{ns}")) and p["concurrency_limit"] == 1,
             timeout=30,
         )
+
+
+def test_pause_annotation_stops_reconciliation_visibly(bed: TestBed, operator: Operator) -> None:
+    ns = operator.namespace
+    operator.secret("warehouse", {"dsn": "x"})
+    operator.apply("crm", SPEC)
+    operator.wait_condition("crm", "Ready", "True")
+    operator.patch("crm", {"metadata": {"annotations": {"contactsync.dev/reconcile": "paused"}}})
+    operator.wait_condition("crm", "ReconciliationPaused", "True")
+    old = deployment(bed, ns, "crm")
+    assert old is not None
+    with bed.prefect.client() as api:
+        api.delete(f"/deployments/{old['id']}")
+    time.sleep(12)  # more than two resync periods: nothing is repaired while paused
+    assert deployment(bed, ns, "crm") is None
+    operator.patch("crm", {"metadata": {"annotations": {"contactsync.dev/reconcile": None}}})
+    operator.wait_condition("crm", "ReconciliationPaused", "False")
+    wait_for("the deployment to be restored", lambda: deployment(bed, ns, "crm"), timeout=30)
+
+
+def test_rotate_keys_annotation_adds_a_primary_and_keeps_the_old_key(
+    bed: TestBed, operator: Operator
+) -> None:
+    operator.secret("warehouse", {"dsn": "x"})
+    operator.apply("crm", SPEC)
+    operator.wait_condition("crm", "Ready", "True")
+    first = operator.get("crm")["status"]["keys"]["primaryKeyId"]
+    operator.patch("crm", {"metadata": {"annotations": {"contactsync.dev/rotate-keys": "r1"}}})
+    second = wait_for(
+        "a new primary key",
+        lambda: (
+            (k := operator.get("crm")["status"]["keys"])["primaryKeyId"] != first
+            and k["primaryKeyId"]
+        ),
+    )
+    secret = client.CoreV1Api(operator.api).read_namespaced_secret("crm-keys", operator.namespace)
+    keyring = Keyring.from_json(base64.b64decode(secret.data["keyring.json"]))
+    assert keyring.primary_id == second
+    assert set(keyring.key_ids) == {first, second}
+    time.sleep(6)  # the same annotation value is acted on once, not on every resync
+    assert operator.get("crm")["status"]["keys"]["primaryKeyId"] == second
+
+
+def test_deletion_waits_for_prefect_and_says_so(bed: TestBed, crd: None, tmp_path: Any) -> None:
+    prefect = PrefectServer(tmp_path)
+    prefect.start()
+    prefect.wait()
+    namespace = f"op-{uuid.uuid4().hex[:8]}"
+    with bed.kube.api_client() as api:
+        client.CoreV1Api(api).create_namespace(
+            client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+        )
+        running = Operator(bed, namespace, api)
+        running.start(CONTACTSYNC_PREFECT_API_URL=prefect.api_url)
+        try:
+            running.secret("warehouse", {"dsn": "x"})
+            running.apply("crm", SPEC)
+            running.wait_condition("crm", "Ready", "True")
+            prefect.stop()
+            running.custom.delete_namespaced_custom_object(
+                "contactsync.dev", "v1alpha1", namespace, "contactsyncs", "crm"
+            )
+            running.wait_condition("crm", "Reconciling", "True", reason="PrefectUnavailable")
+            events = client.CoreV1Api(api).list_namespaced_event(namespace).items
+            assert any(e.reason == "PrefectUnavailable" and e.type == "Warning" for e in events)
+            assert running.get("crm")["metadata"]["deletionTimestamp"]  # held by the finalizer
+            prefect.start()
+            prefect.wait()
+            wait_for(
+                "the deletion to complete", lambda: gone(lambda: running.get("crm")), timeout=60
+            )
+            with prefect.client() as http:
+                found = http.get(f"/deployments/name/contact-sync/{namespace}.crm")
+            assert found.status_code == 404
+        finally:
+            running.stop()
+            prefect.stop()
