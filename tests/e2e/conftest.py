@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from tests.testbed import TestBed, tools
+from tests.testbed.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
@@ -56,7 +57,7 @@ class Operator:
         self.log = Path(bed.root) / f"operator-{namespace}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, **env: str) -> None:
+    def start(self, *, all_namespaces: bool = False, **env: str) -> None:
         environment = {
             **os.environ,
             "KUBECONFIG": str(self.bed.kube.kubeconfig),
@@ -74,8 +75,9 @@ class Operator:
                 "--standalone",
                 "-m",
                 "contactsync.controller.handlers",
-                f"--namespace={self.namespace}",
-                "--liveness=http://127.0.0.1:0/healthz",
+                "--all-namespaces" if all_namespaces else f"--namespace={self.namespace}",
+                # A port of its own: operators of parallel test runs must not collide.
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             ],
             env=environment,
             stdout=self.log.open("ab"),

@@ -105,6 +105,14 @@ def test_apply_reconciles_children_and_prefect_then_delete_cleans_up(
     assert "warehouse.example" not in str(live)
     assert f"contactsync.dev/namespace={ns}" in live["tags"]
     assert [s["schedule"]["cron"] for s in live["schedules"]] == ["*/15 * * * *"]
+    next_run = wait_for(
+        "status.nextRunAt from Prefect's scheduled runs",
+        lambda: operator.get("crm")["status"].get("nextRunAt"),
+        timeout=40,
+    )
+    assert next_run.endswith(("00Z", "15Z", "30Z", "45Z", "+00:00"))
+    events = core.list_namespaced_event(ns).items
+    assert any(e.reason == "Reconciled" and e.involved_object.name == "crm" for e in events)
 
     operator.custom.delete_namespaced_custom_object(
         "contactsync.dev", "v1alpha1", ns, "contactsyncs", "crm"
@@ -290,3 +298,26 @@ def test_deletion_waits_for_prefect_and_says_so(bed: TestBed, crd: None, tmp_pat
         finally:
             running.stop()
             prefect.stop()
+
+
+def test_all_namespaces_mode(bed: TestBed, crd: None) -> None:
+    namespaces = [f"all-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    with bed.kube.api_client() as api:
+        watcher = Operator(bed, namespaces[0], api)
+        watcher.start(all_namespaces=True)
+        try:
+            syncs = []
+            for namespace in namespaces:
+                client.CoreV1Api(api).create_namespace(
+                    client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace))
+                )
+                each = Operator(bed, namespace, api)
+                each.log = watcher.log  # failures show the one operator's log
+                each.secret("warehouse", {"dsn": "x"})
+                each.apply("crm", SPEC)
+                syncs.append(each)
+            for each in syncs:
+                each.wait_condition("crm", "Ready", "True", timeout=90)
+                assert work_pool(bed, f"contactsync-{each.namespace}") is not None
+        finally:
+            watcher.stop()

@@ -31,6 +31,8 @@ class PrefectServer:
             "PREFECT_SERVER_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
             "PREFECT_LOGGING_LEVEL": "WARNING",
+            # Scheduled runs appear within seconds, not a minute, so tests see them.
+            "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
         }
         env.pop("PREFECT_API_URL", None)
         self._process = ManagedProcess(
