@@ -45,19 +45,12 @@ NAMESPACE, NAME = "sales", "crm-demo"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
 
 
+def kubectl(bed: TestBed, *args: str, stdin: str | None = None) -> str:
+    return bed.kube.kubectl(*args, stdin=stdin).stdout
+
+
 def say(message: str) -> None:
     print(f"==> {message}", flush=True)
-
-
-def kubectl(bed: TestBed, *args: str, stdin: str | None = None) -> str:
-    return subprocess.run(
-        [str(tools.kubectl()), f"--kubeconfig={bed.kube.kubeconfig}", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
 
 
 def serve_file(bed: TestBed, path: Path) -> tuple[str, http.server.HTTPServer]:

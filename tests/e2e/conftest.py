@@ -15,23 +15,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.testbed import TestBed, tools
+from tests.testbed import TestBed
 from tests.testbed.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
 WORKER_CLUSTER_ROLE = REPO / "tests" / "e2e" / "worker-clusterrole.yaml"
-
-
-def kubectl(bed: TestBed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(tools.kubectl()), f"--kubeconfig={bed.kube.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=60,
-    )
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -147,9 +137,11 @@ class Operator:
 
 @pytest.fixture(scope="module")
 def crd(bed: TestBed) -> None:
-    kubectl(bed, "apply", "-f", str(CRD))
-    kubectl(bed, "apply", "-f", str(WORKER_CLUSTER_ROLE))
-    kubectl(bed, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+    bed.kube.kubectl("apply", "-f", str(CRD))
+    bed.kube.kubectl("apply", "-f", str(WORKER_CLUSTER_ROLE))
+    bed.kube.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}"
+    )
 
 
 @pytest.fixture

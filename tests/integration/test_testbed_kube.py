@@ -3,7 +3,6 @@ CEL validation, watches with resourceVersions, RBAC, and garbage collection."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 import uuid
@@ -18,16 +17,6 @@ from tests.testbed import TestBed, tools
 
 MANIFESTS = Path(__file__).parent / "manifests"
 GROUP, VERSION, PLURAL = "testbed.contactsync.dev", "v1", "widgets"
-
-
-def kubectl(bed: TestBed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(tools.kubectl()), f"--kubeconfig={bed.kube.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=60,
-    )
 
 
 def wait_for(what: str, predicate: Any, timeout: float = 60.0) -> None:
@@ -50,9 +39,8 @@ def widget(name: str, url: str, **spec: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def widget_crd(bed: TestBed) -> str:
-    kubectl(bed, "apply", "--server-side", "-f", str(MANIFESTS / "widget-crd.yaml"))
-    kubectl(
-        bed,
+    bed.kube.kubectl("apply", "--server-side", "-f", str(MANIFESTS / "widget-crd.yaml"))
+    bed.kube.kubectl(
         "wait",
         "--for=condition=Established",
         "--timeout=60s",
@@ -62,7 +50,7 @@ def widget_crd(bed: TestBed) -> str:
 
 
 def test_server_reports_the_version_we_built(bed: TestBed) -> None:
-    out = kubectl(bed, "version", "-o", "json").stdout
+    out = bed.kube.kubectl("version", "-o", "json").stdout
     assert f'"gitVersion": "{tools.KUBERNETES_VERSION}"' in out
 
 
@@ -139,7 +127,7 @@ def test_kubectl_apply_names_the_field_of_a_missing_required_value(
         f"apiVersion: {GROUP}/{VERSION}\nkind: Widget\n"
         f"metadata: {{name: nourl, namespace: {namespace}}}\nspec: {{replicas: 1}}\n"
     )
-    result = kubectl(bed, "apply", "-f", str(manifest), check=False)
+    result = bed.kube.kubectl("apply", "-f", str(manifest), check=False)
     assert result.returncode != 0
     assert "spec.url: Required value" in result.stderr
 

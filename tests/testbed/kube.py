@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import secrets
 import ssl
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -174,6 +175,19 @@ class ControlPlane:
             )
             token: str = response.status.token
             return token
+
+    def kubectl(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The real kubectl, as admin on this control plane."""
+        return subprocess.run(
+            [str(tools.kubectl()), f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
+        )
 
     def write_kubeconfig(self, path: Path, token: str, user: str) -> Path:
         """A kubeconfig for `kubectl` acting with `token`."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,19 +20,9 @@ from pydantic import ValidationError
 from contactsync.api.crd import GROUP, NAME, PLURAL, VERSION
 from contactsync.api.spec import ContactSync, ContactSyncSpec
 from tests.api_cases import EXAMPLE, INVALID, VALID, Case, Invalid, changed, example
-from tests.testbed import TestBed, tools
+from tests.testbed import TestBed
 
 CRD_FILE = Path(__file__).parents[3] / "crds" / "contactsync.dev_contactsyncs.yaml"
-
-
-def kubectl(bed: TestBed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(tools.kubectl()), f"--kubeconfig={bed.kube.kubeconfig}", *args],
-        capture_output=True,
-        text=True,
-        check=check,
-        timeout=60,
-    )
 
 
 def slug(text: str) -> str:
@@ -44,8 +33,8 @@ def slug(text: str) -> str:
 def crd(bed: TestBed) -> str:
     # Client-side apply on purpose: it stores the whole CRD in the
     # last-applied annotation, so this proves the file is small enough.
-    kubectl(bed, "apply", "-f", str(CRD_FILE))
-    kubectl(bed, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{NAME}")
+    bed.kube.kubectl("apply", "-f", str(CRD_FILE))
+    bed.kube.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{NAME}")
     # Left installed: later modules of the session may use it too, and apply
     # is idempotent.
     return NAME
@@ -95,22 +84,22 @@ def assert_names(rejected: ApiException, field: str, text: str) -> None:
 
 
 def test_crd_is_established_with_its_names(bed: TestBed, crd: str) -> None:
-    stored = json.loads(kubectl(bed, "get", "crd", crd, "-o", "json").stdout)
+    stored = json.loads(bed.kube.kubectl("get", "crd", crd, "-o", "json").stdout)
     conditions = {c["type"]: c["status"] for c in stored["status"]["conditions"]}
     assert conditions["Established"] == "True"
     assert conditions["NamesAccepted"] == "True"
     assert "kubectl.kubernetes.io/last-applied-configuration" in stored["metadata"]["annotations"]
-    resources = kubectl(bed, "api-resources", f"--api-group={GROUP}", "-o", "wide").stdout
+    resources = bed.kube.kubectl("api-resources", f"--api-group={GROUP}", "-o", "wide").stdout
     assert re.search(
         r"contactsyncs\s+csync\s+contactsync.dev/v1alpha1\s+true\s+ContactSync", resources
     )
 
 
 def test_example_applies_with_kubectl(bed: TestBed, crd: str, ns: str) -> None:
-    kubectl(bed, "apply", "-n", ns, "-f", str(EXAMPLE))
-    listed = kubectl(bed, "get", "csync", "-n", ns, "-o", "name").stdout
+    bed.kube.kubectl("apply", "-n", ns, "-f", str(EXAMPLE))
+    listed = bed.kube.kubectl("get", "csync", "-n", ns, "-o", "name").stdout
     assert listed.strip() == "contactsync.contactsync.dev/crm-contacts"
-    kubectl(bed, "delete", "-n", ns, "-f", str(EXAMPLE))
+    bed.kube.kubectl("delete", "-n", ns, "-f", str(EXAMPLE))
 
 
 @pytest.mark.parametrize("case", VALID, ids=lambda case: case.id)
@@ -160,7 +149,7 @@ def test_kubectl_rejects_a_namespace_in_a_secret_reference(
     manifest = tmp_path / "cross-namespace.yaml"
     manifest.write_text(yaml.safe_dump(with_namespaced_secret("cross-namespace")))
     # kubectl asks for strict field validation by default.
-    result = kubectl(bed, "apply", "-n", ns, "-f", str(manifest), check=False)
+    result = bed.kube.kubectl("apply", "-n", ns, "-f", str(manifest), check=False)
     assert result.returncode != 0
     assert 'unknown field "spec.destination.dsnSecretRef.namespace"' in result.stderr
 
@@ -181,7 +170,7 @@ def test_lenient_clients_get_the_namespace_pruned(
     # the reference still means a Secret in the ContactSync's own namespace.
     manifest = tmp_path / "warned.yaml"
     manifest.write_text(yaml.safe_dump(with_namespaced_secret("warned")))
-    result = kubectl(bed, "apply", "--validate=warn", "-n", ns, "-f", str(manifest))
+    result = bed.kube.kubectl("apply", "--validate=warn", "-n", ns, "-f", str(manifest))
     assert 'unknown field "spec.destination.dsnSecretRef.namespace"' in result.stderr
     stored = create(api, ns, with_namespaced_secret("pruned"))
     assert stored["spec"]["destination"]["dsnSecretRef"] == {"name": "contacts-db", "key": "dsn"}
@@ -304,7 +293,7 @@ def test_status_is_typed_and_shown_in_columns(
     api.patch_namespaced_custom_object_status(
         GROUP, VERSION, ns, PLURAL, existing, {"status": status}
     )
-    table = kubectl(bed, "get", "csync", existing, "-n", ns, "-o", "wide").stdout.splitlines()
+    table = bed.kube.kubectl("get", "csync", existing, "-n", ns, "-o", "wide").stdout.splitlines()
     assert table[0].split() == [
         "NAME",
         "READY",
