@@ -20,7 +20,7 @@ from tests.testbed import TestBed, tools
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
-WORKER_CLUSTER_ROLE = REPO / "tests" / "e2e" / "worker-clusterrole.yaml"
+WORKER_CLUSTER_ROLE = REPO / "deploy" / "rbac" / "worker.yaml"
 
 
 def kubectl(bed: TestBed, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
