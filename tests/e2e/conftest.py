@@ -16,6 +16,7 @@ import pytest
 from kubernetes import client
 
 from tests.testbed import TestBed, tools
+from tests.testbed.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
@@ -56,10 +57,11 @@ class Operator:
         self.log = Path(bed.root) / f"operator-{namespace}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, **env: str) -> None:
+    def start(self, kubeconfig: Path | None = None, **env: str) -> None:
+        """Run as admin, or as the identity of `kubeconfig` (e.g. the operator's ServiceAccount)."""
         environment = {
             **os.environ,
-            "KUBECONFIG": str(self.bed.kube.kubeconfig),
+            "KUBECONFIG": str(kubeconfig or self.bed.kube.kubeconfig),
             "CONTACTSYNC_PREFECT_API_URL": self.bed.prefect.api_url,
             "CONTACTSYNC_RESYNC_SECONDS": "5",
             "CONTACTSYNC_RETRY_SECONDS": "2",
@@ -75,7 +77,8 @@ class Operator:
                 "-m",
                 "contactsync.controller.handlers",
                 f"--namespace={self.namespace}",
-                "--liveness=http://127.0.0.1:0/healthz",
+                # Kopf reads port 0 as 80: operators running at once would collide.
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             ],
             env=environment,
             stdout=self.log.open("ab"),
