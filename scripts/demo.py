@@ -118,7 +118,7 @@ def main() -> int:
         with psycopg.connect(bed.postgres.dsn(), autocommit=True) as conn:
             conn.execute("CREATE DATABASE warehouse")
         kubectl(bed, "apply", "-f", str(REPO / "crds" / "contactsync.dev_contactsyncs.yaml"))
-        kubectl(bed, "apply", "-f", str(REPO / "tests" / "e2e" / "worker-clusterrole.yaml"))
+        kubectl(bed, "apply", "-f", str(REPO / "deploy" / "rbac" / "worker.yaml"))
         kubectl(bed, "wait", "--for=condition=Established", f"crd/{PLURAL}.{GROUP}")
         kubectl(bed, "create", "namespace", NAMESPACE)
         kubectl(

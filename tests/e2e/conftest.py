@@ -21,7 +21,7 @@ from tests.testbed.net import free_port
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
-WORKER_CLUSTER_ROLE = REPO / "tests" / "e2e" / "worker-clusterrole.yaml"
+WORKER_CLUSTER_ROLE = REPO / "deploy" / "rbac" / "worker.yaml"
 
 
 def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -47,10 +47,13 @@ class Operator:
         self.log = Path(bed.root) / f"operator-{namespace}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, *, all_namespaces: bool = False, **env: str) -> None:
+    def start(
+        self, kubeconfig: Path | None = None, *, all_namespaces: bool = False, **env: str
+    ) -> None:
+        """Run as admin, or as the identity of `kubeconfig` (e.g. the operator's ServiceAccount)."""
         environment = {
             **os.environ,
-            "KUBECONFIG": str(self.bed.kube.kubeconfig),
+            "KUBECONFIG": str(kubeconfig or self.bed.kube.kubeconfig),
             "CONTACTSYNC_PREFECT_API_URL": self.bed.prefect.api_url,
             "CONTACTSYNC_RESYNC_SECONDS": "5",
             "CONTACTSYNC_RETRY_SECONDS": "2",
@@ -66,7 +69,7 @@ class Operator:
                 "-m",
                 "contactsync.controller.handlers",
                 "--all-namespaces" if all_namespaces else f"--namespace={self.namespace}",
-                # A port of its own: operators of parallel test runs must not collide.
+                # Kopf reads port 0 as 80: operators running at once would collide.
                 f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             ],
             env=environment,

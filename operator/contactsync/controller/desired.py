@@ -25,7 +25,11 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "contactsync-operator"}
 UID = 10001  # the images' non-root user
 # The root filesystem is read-only; the worker's scratch space is a private emptyDir.
 SCRATCH = "/tmp"  # noqa: S108
-CREATE_KEY_SECRET = "PREFECT_INTEGRATIONS_KUBERNETES_WORKER_CREATE_SECRET_FOR_API_KEY"  # noqa: S105
+# prefect-kubernetes settings that keep the worker within its ClusterRole
+# (deploy/rbac/worker.yaml), which grants no Secrets and nothing cluster-wide.
+KEY_SECRET_NAME = "PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_NAME"  # noqa: S105
+KEY_SECRET_KEY = "PREFECT_INTEGRATIONS_KUBERNETES_WORKER_API_KEY_SECRET_KEY"  # noqa: S105
+OBSERVER_NAMESPACES = "PREFECT_INTEGRATIONS_KUBERNETES_OBSERVER_NAMESPACES"
 
 
 def pool_name(spec: ContactSyncSpec, namespace: str) -> str:
@@ -195,11 +199,14 @@ def worker_deployment(
                                         }
                                     },
                                 },
-                                # Jobs get the key as a Secret reference, never a value.
-                                {
-                                    "name": CREATE_KEY_SECRET,
-                                    "value": "true",
-                                },
+                                # Jobs get the key as a reference to this same Secret,
+                                # never a value; the worker neither reads nor creates
+                                # Secrets (which "create secret for API key" would).
+                                {"name": KEY_SECRET_NAME, "value": settings.worker_api_secret},
+                                {"name": KEY_SECRET_KEY, "value": "api-key"},
+                                # Its Job and Pod observer watches this namespace only;
+                                # by default it would watch the whole cluster.
+                                {"name": OBSERVER_NAMESPACES, "value": namespace},
                                 {"name": "PREFECT_WORKER_WEBSERVER_PORT", "value": "8080"},
                                 {"name": "HOME", "value": SCRATCH},
                             ],

@@ -56,6 +56,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 100  # Events are posted explicitly, on transitions only
     settings.peering.standalone = os.environ.get("CONTACTSYNC_PEERING", "") == ""
     settings.watching.server_timeout = 300
+    # No cluster-wide observation of namespaces and CRDs: the operator's RBAC
+    # (deploy/rbac/) grants nothing at cluster scope in namespaced mode.
+    # Namespaces are served by exact name; a new CRD version needs a restart.
+    settings.scanning.disabled = True
+    # A deleted object's running resync timer is polled for cancellation this
+    # often; Kopf's 60 s default would hold the finalizer that long.
+    settings.background.cancellation_polling = 5
     reconciler()
 
 
