@@ -321,3 +321,29 @@ def test_all_namespaces_mode(bed: TestBed, crd: None) -> None:
                 assert work_pool(bed, f"contactsync-{each.namespace}") is not None
         finally:
             watcher.stop()
+
+
+def test_a_stale_field_on_a_child_is_removed_and_then_left_alone(
+    bed: TestBed, operator: Operator
+) -> None:
+    """An env variable an older operator set (or someone added) is removed, and the
+    object converges: no patch on every resync afterwards."""
+    ns = operator.namespace
+    operator.secret("warehouse", {"dsn": "x"})
+    operator.apply("crm", SPEC)
+    operator.wait_condition("crm", "Ready", "True")
+    apps = client.AppsV1Api(operator.api)
+    name = f"prefect-worker-contactsync-{ns}"
+    live = apps.read_namespaced_deployment(name, ns)
+    env = [*live.spec.template.spec.containers[0].env, client.V1EnvVar(name="STALE", value="1")]
+    live.spec.template.spec.containers[0].env = env
+    apps.replace_namespaced_deployment(name, ns, live)
+
+    def env_names() -> list[str]:
+        container = apps.read_namespaced_deployment(name, ns).spec.template.spec.containers[0]
+        return [variable.name for variable in container.env]
+
+    wait_for("the stale variable to be removed", lambda: "STALE" not in env_names(), timeout=30)
+    generation = apps.read_namespaced_deployment(name, ns).metadata.generation
+    time.sleep(11)  # two resync periods
+    assert apps.read_namespaced_deployment(name, ns).metadata.generation == generation

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contactsync.api.spec import API_VERSION, KIND, ContactSyncSpec, SecretKeyRef, SecretRef
-from contactsync.engine.pipeline import KEYRING_KEY
+from contactsync.engine.keyring import KEYRING_KEY
 from contactsync.engine.secrets import DEFAULT_ROOT
 
 from .settings import Settings

@@ -63,6 +63,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # A deleted object's running resync timer is polled for cancellation this
     # often; Kopf's 60 s default would hold the finalizer that long.
     settings.background.cancellation_polling = 5
+    # Handlers are synchronous (Kubernetes and Prefect clients block); Kopf runs
+    # them in a thread pool whose default (cores + 4) queues a burst of creates.
+    settings.execution.max_workers = 16
     reconciler()
 
 

@@ -26,6 +26,8 @@ class _Kind:
 
 def is_subset(desired: Any, live: Any) -> bool:
     if isinstance(desired, Mapping):
+        if not desired and live is None:
+            return True  # the server drops empty maps: `{}` and absent are the same
         return isinstance(live, Mapping) and all(
             is_subset(value, live.get(key)) for key, value in desired.items()
         )
@@ -39,8 +41,10 @@ def is_subset(desired: Any, live: Any) -> bool:
 
 
 def merge_owners(desired: list[dict[str, Any]], live: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    uids = {owner["uid"] for owner in desired}
-    return desired + [owner for owner in live if owner.get("uid") not in uids]
+    """Live owners in their order, then any desired owner not yet among them: a
+    shared object that already lists every owner is left exactly as it is."""
+    uids = {owner.get("uid") for owner in live}
+    return live + [owner for owner in desired if owner["uid"] not in uids]
 
 
 class KubeApplier:
@@ -99,7 +103,12 @@ class KubeApplier:
             wanted = {**desired, "metadata": {**meta, "ownerReferences": owners}}
         if is_subset(wanted, live):
             return "unchanged"
-        self._kinds[kind].patch(meta["name"], meta["namespace"], wanted)
+        # A JSON merge patch replaces lists whole, so an entry the desired state
+        # dropped (an env variable after an upgrade) goes too; a strategic merge
+        # would keep it and the object would never converge.
+        self._kinds[kind].patch(
+            meta["name"], meta["namespace"], wanted, _content_type="application/merge-patch+json"
+        )
         self.writes += 1
         return "patched"
 

@@ -7,12 +7,18 @@ an unchanged spec costs zero writes.
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections import Counter
 from typing import Any
 
 import httpx
 
 Json = dict[str, Any]
+
+
+RETRIES = 4  # at most about 0.2 + 0.4 + 0.8 + 1.6 s of waiting
+BACKOFF = 0.2
 
 
 class PrefectUnavailableError(RuntimeError):
@@ -31,13 +37,19 @@ class PrefectApi:
         self._http.close()
 
     def _call(self, method: str, path: str, operation: str, **kwargs: Any) -> httpx.Response:
+        """One API call; 429 and 503 (Prefect's "busy, retry") are retried briefly
+        here, as Prefect's own client does, before the reconcile gives up."""
         self.calls[operation] += 1
         if method != "GET" and not path.endswith("/filter"):
             self.writes += 1
-        try:
-            response = self._http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise PrefectUnavailableError(f"Prefect {operation}: {type(exc).__name__}") from exc
+        for attempt in range(RETRIES + 1):
+            try:
+                response = self._http.request(method, path, **kwargs)
+            except httpx.HTTPError as exc:
+                raise PrefectUnavailableError(f"Prefect {operation}: {type(exc).__name__}") from exc
+            if response.status_code not in (429, 503) or attempt == RETRIES:
+                break
+            time.sleep(random.uniform(0, BACKOFF * 2**attempt))  # noqa: S311 - jitter only
         if response.status_code >= 500:
             raise PrefectUnavailableError(f"Prefect {operation}: HTTP {response.status_code}")
         return response

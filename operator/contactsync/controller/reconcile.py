@@ -12,8 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from contactsync.api.spec import ContactSyncSpec
-from contactsync.engine.keyring import Keyring
-from contactsync.engine.pipeline import KEYRING_KEY
+from contactsync.engine.keyring import KEYRING_KEY, Keyring
 
 from . import desired
 from .conditions import Status, set_condition
@@ -134,30 +133,30 @@ class Reconciler:
         annotations: Mapping[str, str],
     ) -> dict[str, Any]:
         """Generate the keyring if needed (never overwrite it); rotate on request."""
-        name = desired.key_secret(spec, meta["name"])
+        namespace, name = meta["namespace"], desired.key_secret(spec, meta["name"])
         state = dict(keys, secretName=name)
-        if spec.encryption.key_secret_ref is None:
-            self.kube.create_only(
-                desired.generated_key_secret(meta, name, Keyring.generate().to_json())
-            )
-        rotation = annotations.get(ROTATE_KEYS)
-        if rotation and rotation != keys.get("rotation"):
-            live = self.kube.read("Secret", meta["namespace"], name)
-            assert live is not None
+        live = self.kube.read("Secret", namespace, name)
+        keyring: Keyring | None = None
+        if live is None and spec.encryption.key_secret_ref is None:
+            keyring = Keyring.generate()
+            self.kube.create_only(desired.generated_key_secret(meta, name, keyring.to_json()))
+        elif live is not None and KEYRING_KEY in (live.get("data") or {}):
             keyring = Keyring.from_json(base64.b64decode(live["data"][KEYRING_KEY]))
-            rotated = keyring.rotated()
+        rotation = annotations.get(ROTATE_KEYS)
+        generated = spec.encryption.key_secret_ref is None  # a user's own keyring is theirs
+        if generated and keyring is not None and rotation and rotation != keys.get("rotation"):
+            keyring = keyring.rotated()
+            encoded = base64.b64encode(keyring.to_json().encode()).decode()
             self.kube.ensure(
                 {
                     "apiVersion": "v1",
                     "kind": "Secret",
-                    "metadata": {"name": name, "namespace": meta["namespace"]},
-                    "data": {KEYRING_KEY: base64.b64encode(rotated.to_json().encode()).decode()},
+                    "metadata": {"name": name, "namespace": namespace},
+                    "data": {KEYRING_KEY: encoded},
                 }
             )
             state["rotation"] = rotation
-        live = self.kube.read("Secret", meta["namespace"], name)
-        if live is not None and KEYRING_KEY in (live.get("data") or {}):
-            keyring = Keyring.from_json(base64.b64decode(live["data"][KEYRING_KEY]))
+        if keyring is not None:
             state["primaryKeyId"] = keyring.primary_id
         return state
 

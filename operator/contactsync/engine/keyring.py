@@ -63,6 +63,10 @@ _MAX_FILE_BYTES = 1 << 20
 _HKDF_INFO_PREFIX = b"contactsync/v1/"
 
 
+# The Secret key (and file name) a keyring is stored under.
+KEYRING_KEY = "keyring.json"
+
+
 class KeyringError(ValueError):
     """The keyring is missing or invalid. The message never contains key material."""
 

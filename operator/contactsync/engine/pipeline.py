@@ -26,7 +26,7 @@ from contactsync.api.spec import ContactSyncSpec, SecretKeyRef, SecretRef
 from .audit import AuditLog, SyncRef, redact_url
 from .connectors import build_destination, build_source
 from .destinations import EncodedBatch, Encoder
-from .keyring import Keyring
+from .keyring import KEYRING_KEY, Keyring
 from .prepare import COLUMNS, Preparer, PrepareSettings
 from .secrets import SecretStore
 from .sources import RawRecord
@@ -37,7 +37,6 @@ BATCH_SIZE = 5_000
 # Incremental runs re-read this much before the stored cursor: clocks of the
 # source's writers drift, and re-reading is free (unchanged rows are not written).
 LOOKBACK = timedelta(minutes=5)
-KEYRING_KEY = "keyring.json"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from contactsync.controller.conditions import set_condition, transitions
+
+
+def test_last_transition_time_moves_only_when_status_flips() -> None:
+    first = set_condition([], "Ready", "False", "SecretNotFound", "no secret", 1, at="t1")
+    again = set_condition(first, "Ready", "False", "PrefectUnavailable", "down", 2, at="t2")
+    assert again[0]["lastTransitionTime"] == "t1"  # same status: reason may change, time not
+    assert (again[0]["reason"], again[0]["observedGeneration"]) == ("PrefectUnavailable", 2)
+    flipped = set_condition(again, "Ready", "True", "Reconciled", "in sync", 2, at="t3")
+    assert flipped[0]["lastTransitionTime"] == "t3"
+
+
+def test_conditions_keep_a_stable_order_and_the_others_untouched() -> None:
+    conditions = set_condition([], "Stalled", "False", "Reconciled", "", 1, at="t")
+    conditions = set_condition(conditions, "Ready", "True", "Reconciled", "", 1, at="t")
+    assert [c["type"] for c in conditions] == ["Ready", "Stalled"]
+    assert conditions[1]["status"] == "False"
+
+
+def test_transitions_are_the_status_changes() -> None:
+    before = set_condition([], "Ready", "False", "SecretNotFound", "", 1, at="t")
+    after = set_condition(before, "Ready", "True", "Reconciled", "", 1, at="t")
+    assert [c["type"] for c in transitions(before, after)] == ["Ready"]
+    assert transitions(after, after) == []
