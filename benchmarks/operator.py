@@ -80,7 +80,7 @@ from tests.testbed.net import free_port, wait_until  # noqa: E402
 from tests.testbed.process import ManagedProcess  # noqa: E402
 
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
-WORKER_CLUSTER_ROLE = REPO / "tests" / "e2e" / "worker-clusterrole.yaml"
+WORKER_CLUSTER_ROLE = REPO / "deploy" / "rbac" / "worker.yaml"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
 SECRET = "warehouse"
 SPEC: dict[str, Any] = {

@@ -65,7 +65,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.cancellation_polling = 5
     # Handlers are synchronous (Kubernetes and Prefect clients block); Kopf runs
     # them in a thread pool whose default (cores + 4) queues a burst of creates.
-    settings.execution.max_workers = 16
+    settings.execution.max_workers = 8
     reconciler()
 
 

@@ -6,8 +6,10 @@ an unchanged spec costs zero writes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -19,6 +21,7 @@ Json = dict[str, Any]
 
 RETRIES = 4  # at most about 0.2 + 0.4 + 0.8 + 1.6 s of waiting
 BACKOFF = 0.2
+WRITE_CONCURRENCY = 2
 
 
 class PrefectUnavailableError(RuntimeError):
@@ -32,6 +35,7 @@ class PrefectApi:
         self.calls: Counter[str] = Counter()
         self.writes = 0
         self._templates: dict[str, Json] = {}
+        self._write_gate = threading.BoundedSemaphore(WRITE_CONCURRENCY)
 
     def close(self) -> None:
         self._http.close()
@@ -42,9 +46,13 @@ class PrefectApi:
         self.calls[operation] += 1
         if method != "GET" and not path.endswith("/filter"):
             self.writes += 1
+        write = method != "GET" and not path.endswith("/filter")
         for attempt in range(RETRIES + 1):
             try:
-                response = self._http.request(method, path, **kwargs)
+                # Writes go through a narrow gate: a burst of creates must not
+                # turn into a burst of concurrent Prefect transactions.
+                with self._write_gate if write else contextlib.nullcontext():
+                    response = self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
                 raise PrefectUnavailableError(f"Prefect {operation}: {type(exc).__name__}") from exc
             if response.status_code not in (429, 503) or attempt == RETRIES:
