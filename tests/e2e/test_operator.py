@@ -347,3 +347,16 @@ def test_a_stale_field_on_a_child_is_removed_and_then_left_alone(
     generation = apps.read_namespaced_deployment(name, ns).metadata.generation
     time.sleep(11)  # two resync periods
     assert apps.read_namespaced_deployment(name, ns).metadata.generation == generation
+
+
+def test_orphan_deletion_policy_keeps_the_prefect_objects(bed: TestBed, operator: Operator) -> None:
+    ns = operator.namespace
+    operator.secret("warehouse", {"dsn": "x"})
+    operator.apply("crm", SPEC, annotations={"contactsync.dev/deletion-policy": "orphan"})
+    operator.wait_condition("crm", "Ready", "True")
+    operator.custom.delete_namespaced_custom_object(
+        "contactsync.dev", "v1alpha1", ns, "contactsyncs", "crm"
+    )
+    wait_for("the ContactSync to be gone", lambda: gone(lambda: operator.get("crm")), timeout=60)
+    assert deployment(bed, ns, "crm") is not None
+    assert work_pool(bed, f"contactsync-{ns}") is not None

@@ -15,7 +15,7 @@ from typing import Any
 import kopf
 from kubernetes import client, config
 
-from .conditions import set_condition
+from .conditions import set_condition, transitions
 from .kube_apply import KubeApplier
 from .prefect_api import PrefectApi, PrefectUnavailableError
 from .reconcile import Outcome, Reconciler
@@ -80,8 +80,6 @@ def _apply(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
 
 
 def _post_transitions(body: kopf.Body, before: list[Any], after: list[Any]) -> None:
-    from .conditions import transitions
-
     for condition in transitions(before, after):
         if condition["type"] in ("Ready", "Stalled", "LastSyncSucceeded"):
             kind = (

@@ -1,7 +1,7 @@
 """Operator latency, Prefect calls and memory for N ContactSyncs, against
 baselines measured in the same run.
 
-    PYTHONPATH=operator:. .venv/bin/python benchmarks/operator.py [--n 200] [--resync 30]
+    PYTHONPATH=operator:. .venv/bin/python benchmarks/operator_latency.py [--n 200] [--resync 30]
 
 On a fresh test bed (kube-apiserver + Prefect server on loopback) it installs
 the CRD and the worker ClusterRole, creates one namespace with the Secret every
@@ -39,23 +39,14 @@ What-ifs, to test a suspected bottleneck without changing the operator:
 
 from __future__ import annotations
 
-import os
-import sys
-
-# This file shares its name with the stdlib `operator` module: run as a script,
-# its directory leads sys.path and the first `import collections` would import
-# *this file* instead. Drop that entry before anything else is imported.
-if sys.path and os.path.abspath(sys.path[0] or os.curdir) == os.path.dirname(
-    os.path.abspath(__file__)
-):
-    sys.path.pop(0)
-
 import argparse
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections import Counter
