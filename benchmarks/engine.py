@@ -40,6 +40,8 @@ import psycopg
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 
+from benchmarks.proctree import tree_status  # noqa: E402
+
 FIELDS = [
     "externalId",
     "email",
@@ -310,23 +312,6 @@ print(json.dumps(summary.to_dict()))
 """
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory of `pid` and all its descendants, in bytes."""
-    total, stack = 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-        stack.extend(int(child) for child in children)
-    return total
-
-
 def engine(
     csv_path: Path, secrets: Path, mode: str, workers: int
 ) -> tuple[float, dict[str, Any], int]:
@@ -362,7 +347,7 @@ def engine(
     def sample() -> None:
         nonlocal peak
         while not done.is_set():
-            peak = max(peak, tree_rss(child.pid))
+            peak = max(peak, tree_status(child.pid)[0])
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample)

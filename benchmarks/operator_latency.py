@@ -66,6 +66,7 @@ import httpx  # noqa: E402
 from kubernetes import client, config, watch  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
+from benchmarks.proctree import tree_status  # noqa: E402
 from tests.testbed import TestBed, tools  # noqa: E402
 from tests.testbed.net import free_port, wait_until  # noqa: E402
 from tests.testbed.process import ManagedProcess  # noqa: E402
@@ -99,25 +100,6 @@ def percentile(values: Iterable[float], q: float) -> float:
         return float("nan")
     rank = max(1, -(-len(ordered) * q // 100))  # ceil without float surprises
     return ordered[int(rank) - 1]
-
-
-def tree_status(pid: int) -> tuple[int, int]:
-    """(VmRSS bytes, threads) of `pid` and all its descendants."""
-    rss, threads, stack = 0, 0, [pid]
-    while stack:
-        current = stack.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                rss += int(line.split()[1]) * 1024
-            elif line.startswith("Threads:"):
-                threads += int(line.split()[1])
-        stack.extend(int(child) for child in children)
-    return rss, threads
 
 
 def load() -> str:
