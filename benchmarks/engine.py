@@ -41,18 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 
 from benchmarks.proctree import tree_status  # noqa: E402
+from contactsync.engine.records import SCALAR_FIELDS  # noqa: E402
 
-FIELDS = [
-    "externalId",
-    "email",
-    "phone",
-    "firstName",
-    "lastName",
-    "company",
-    "jobTitle",
-    "updatedAt",
-    "deleted",
-]
+FIELDS = list(SCALAR_FIELDS)
 FIRST = [
     "Ann",
     "Bob",

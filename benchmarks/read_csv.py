@@ -21,18 +21,11 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from contactsync.engine.records import SCALAR_FIELDS
 from contactsync.engine.sources.files import CsvSource, JsonlSource, open_path
 
 _COLUMNS = [
-    "externalId",
-    "email",
-    "phone",
-    "firstName",
-    "lastName",
-    "company",
-    "jobTitle",
-    "updatedAt",
-    "deleted",
+    *SCALAR_FIELDS,
     "attr.source",
 ]
 _FIRST = ["Anna", "José", "Li", "Mohammed", "Olivia", "Søren", "Yuki", "Zoë", "Noah", "Emma"]

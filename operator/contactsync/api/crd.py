@@ -46,27 +46,6 @@ NAME = f"{PLURAL}.{GROUP}"
 
 JsonSchema = dict[str, Any]
 
-# Keywords copied as they are: each has the same meaning in JSON Schema and in
-# the OpenAPI v3 subset Kubernetes validates with.
-_COPIED = frozenset(
-    {
-        "type",
-        "description",
-        "enum",
-        "format",
-        "pattern",
-        "minLength",
-        "maxLength",
-        "minimum",
-        "maximum",
-        "minItems",
-        "maxItems",
-        "maxProperties",
-        "required",
-        "x-kubernetes-list-type",
-        "x-kubernetes-list-map-keys",
-    }
-)
 # Output order, for a readable file: what a node is, then its limits, then children.
 _ORDER = (
     "type",
@@ -90,6 +69,15 @@ _ORDER = (
     "properties",
     "x-kubernetes-validations",
 )
+# Keywords copied as they are: the same meaning in JSON Schema and in the OpenAPI v3
+# subset Kubernetes validates with. The others are rebuilt node by node.
+_COPIED = frozenset(_ORDER) - {
+    "default",
+    "items",
+    "additionalProperties",
+    "properties",
+    "x-kubernetes-validations",
+}
 _RULE_ORDER = ("rule", "messageExpression", "message", "fieldPath", "reason")
 # Strings in these formats have a fixed upper length. The server estimates the
 # cost of CEL rules from maxLength, so every string gets one.

@@ -62,7 +62,13 @@ class PrefectApi:
             raise PrefectUnavailableError(f"Prefect {operation}: HTTP {response.status_code}")
         return response
 
-    def _json(self, response: httpx.Response, operation: str) -> Any:
+    def _request(
+        self, method: str, path: str, operation: str, *, absent_ok: bool = False, **kwargs: Any
+    ) -> Any:
+        """One call, decoded: the JSON body, or None for 404 where absence is an answer."""
+        response = self._call(method, path, operation, **kwargs)
+        if absent_ok and response.status_code == 404:
+            return None
         if response.is_error:
             raise RuntimeError(f"Prefect {operation}: HTTP {response.status_code}")
         return response.json() if response.content else None
@@ -72,122 +78,100 @@ class PrefectApi:
     def default_template(self, pool_type: str) -> Json:
         """The server's own default base job template for a pool type (cached)."""
         if pool_type not in self._templates:
-            response = self._call(
+            metadata = self._request(
                 "GET", "/collections/views/aggregate-worker-metadata", "read_worker_metadata"
             )
-            metadata = self._json(response, "read_worker_metadata")
             for workers in metadata.values():
                 for name, worker in workers.items():
                     self._templates[name] = worker["default_base_job_configuration"]
         return self._templates[pool_type]
 
     def read_work_pool(self, name: str) -> Json | None:
-        response = self._call("GET", f"/work_pools/{name}", "read_work_pool")
-        return None if response.status_code == 404 else self._json(response, "read_work_pool")
+        pool: Json | None = self._request(
+            "GET", f"/work_pools/{name}", "read_work_pool", absent_ok=True
+        )
+        return pool
 
     def create_work_pool(self, pool: Json) -> None:
-        self._json(
-            self._call("POST", "/work_pools/", "create_work_pool", json=pool), "create_work_pool"
-        )
+        self._request("POST", "/work_pools/", "create_work_pool", json=pool)
 
     def update_work_pool(self, name: str, changes: Json) -> None:
-        self._json(
-            self._call("PATCH", f"/work_pools/{name}", "update_work_pool", json=changes),
-            "update_work_pool",
-        )
+        self._request("PATCH", f"/work_pools/{name}", "update_work_pool", json=changes)
 
     def delete_work_pool(self, name: str) -> None:
-        response = self._call("DELETE", f"/work_pools/{name}", "delete_work_pool")
-        if response.status_code != 404:
-            self._json(response, "delete_work_pool")
+        self._request("DELETE", f"/work_pools/{name}", "delete_work_pool", absent_ok=True)
 
     # -- flows and deployments -----------------------------------------------------------
 
     def flow_id(self, name: str) -> str:
-        response = self._call("GET", f"/flows/name/{name}", "read_flow")
-        if response.status_code == 404:
-            response = self._call("POST", "/flows/", "create_flow", json={"name": name})
-        flow: Json = self._json(response, "read_flow")
+        flow = self._request("GET", f"/flows/name/{name}", "read_flow", absent_ok=True)
+        if flow is None:
+            flow = self._request("POST", "/flows/", "create_flow", json={"name": name})
         return str(flow["id"])
 
     def read_deployment(self, flow: str, name: str) -> Json | None:
-        response = self._call("GET", f"/deployments/name/{flow}/{name}", "read_deployment")
-        return None if response.status_code == 404 else self._json(response, "read_deployment")
+        deployment: Json | None = self._request(
+            "GET", f"/deployments/name/{flow}/{name}", "read_deployment", absent_ok=True
+        )
+        return deployment
 
     def create_deployment(self, deployment: Json) -> Json:
-        created: Json = self._json(
-            self._call("POST", "/deployments/", "create_deployment", json=deployment),
-            "create_deployment",
-        )
+        created: Json = self._request("POST", "/deployments/", "create_deployment", json=deployment)
         return created
 
     def update_deployment(self, deployment_id: str, changes: Json) -> None:
-        self._json(
-            self._call("PATCH", f"/deployments/{deployment_id}", "update_deployment", json=changes),
-            "update_deployment",
-        )
+        self._request("PATCH", f"/deployments/{deployment_id}", "update_deployment", json=changes)
 
     def delete_deployment(self, deployment_id: str) -> None:
-        response = self._call("DELETE", f"/deployments/{deployment_id}", "delete_deployment")
-        if response.status_code != 404:
-            self._json(response, "delete_deployment")
+        self._request(
+            "DELETE", f"/deployments/{deployment_id}", "delete_deployment", absent_ok=True
+        )
 
     def deployments_in_pool(self, pool: str) -> list[Json]:
-        response = self._call(
+        found: list[Json] = self._request(
             "POST",
             "/deployments/filter",
             "filter_deployments",
             json={"work_pools": {"name": {"any_": [pool]}}, "limit": 200},
         )
-        found: list[Json] = self._json(response, "filter_deployments")
         return found
 
     # -- flow runs -----------------------------------------------------------------------
 
     def create_flow_run(self, deployment_id: str, *, tags: list[str]) -> Json:
-        run: Json = self._json(
-            self._call(
-                "POST",
-                f"/deployments/{deployment_id}/create_flow_run",
-                "create_flow_run",
-                json={"tags": tags},
-            ),
+        run: Json = self._request(
+            "POST",
+            f"/deployments/{deployment_id}/create_flow_run",
             "create_flow_run",
+            json={"tags": tags},
         )
         return run
 
-    def recent_flow_runs(self, deployment_id: str, limit: int = 5) -> list[Json]:
-        response = self._call(
+    def _flow_runs(self, deployment_id: str, sort: str, limit: int, **filters: Any) -> list[Json]:
+        runs: list[Json] = self._request(
             "POST",
             "/flow_runs/filter",
             "filter_flow_runs",
             json={
                 "deployments": {"id": {"any_": [deployment_id]}},
-                "sort": "EXPECTED_START_TIME_DESC",
+                **filters,
+                "sort": sort,
                 "limit": limit,
             },
         )
-        runs: list[Json] = self._json(response, "filter_flow_runs")
         return runs
 
+    def recent_flow_runs(self, deployment_id: str, limit: int = 5) -> list[Json]:
+        return self._flow_runs(deployment_id, "EXPECTED_START_TIME_DESC", limit)
+
     def next_scheduled_run(self, deployment_id: str) -> Json | None:
-        response = self._call(
-            "POST",
-            "/flow_runs/filter",
-            "filter_flow_runs",
-            json={
-                "deployments": {"id": {"any_": [deployment_id]}},
-                "flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}},
-                "sort": "EXPECTED_START_TIME_ASC",
-                "limit": 1,
-            },
-        )
-        runs: list[Json] = self._json(response, "filter_flow_runs")
+        scheduled = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
+        runs = self._flow_runs(deployment_id, "EXPECTED_START_TIME_ASC", 1, **scheduled)
         return runs[0] if runs else None
 
     def run_summary(self, flow_run_id: str) -> Json | None:
         """The counts a flow run published (its `contactsync-summary` artifact)."""
-        response = self._call(
+        artifacts: list[Json] = self._request(
             "POST",
             "/artifacts/filter",
             "filter_artifacts",
@@ -199,7 +183,6 @@ class PrefectApi:
                 "limit": 1,
             },
         )
-        artifacts: list[Json] = self._json(response, "filter_artifacts")
         if not artifacts:
             return None
         data = artifacts[0].get("data")

@@ -62,6 +62,7 @@ __all__ = [
     "MAX_ORGANISATION",
     "MAX_PHONE",
     "MAX_RECORD_BYTES",
+    "SCALAR_FIELDS",
     "Contact",
     "ContactIn",
     "reasons_from",
@@ -323,6 +324,13 @@ class ContactIn(BaseModel):
             self.deleted,
             tuple(sorted(self.attributes.items())),
         )
+
+
+# The input fields a flat file carries as columns (everything but `attributes`,
+# which arrive as `attr.<name>` columns), derived from the model.
+SCALAR_FIELDS: Final = tuple(
+    field.alias or name for name, field in ContactIn.model_fields.items() if name != "attributes"
+)
 
 
 # pydantic's own error types, for what its core checks before our validators.

@@ -16,21 +16,12 @@ from contactsync.api.spec import ContactSyncSpec
 from contactsync.engine.crypto import FieldCipher
 from contactsync.engine.keyring import Keyring
 from contactsync.engine.pipeline import Summary, SyncIdentity, run_sync
+from contactsync.engine.records import SCALAR_FIELDS
 from contactsync.engine.secrets import SecretStore
 from tests.testbed import TestBed
 
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)  # contact n was last updated n hours later
-FIELDS = [
-    "externalId",
-    "email",
-    "phone",
-    "firstName",
-    "lastName",
-    "company",
-    "jobTitle",
-    "updatedAt",
-    "deleted",
-]
+FIELDS = list(SCALAR_FIELDS)
 
 
 def contact(n: int, **overrides: object) -> dict[str, object]:
