@@ -3,10 +3,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from contactsync.engine.destinations import DeleteGuardError
+from contactsync.engine.errors import DeleteGuardError, SyncFailedError
 from contactsync.engine.http import AuthError, TransportError
-from contactsync.engine.pipeline import SyncFailedError
-from contactsync.flows.contact_sync import _transient
+from contactsync.flows.contact_sync import _transient, _withheld
 
 
 @pytest.mark.parametrize(
@@ -18,7 +17,23 @@ from contactsync.flows.contact_sync import _transient
         (DeleteGuardError("refusing to delete"), False),
         (AuthError("401"), False),
         (ValueError("bad spec"), False),
+        (SyncFailedError("TransportError", "withheld", transient=True), True),
     ],
 )
 def test_only_transient_errors_are_retried(error: BaseException, retried: bool) -> None:
     assert _transient(error) is retried
+
+
+def test_a_foreign_error_reaches_prefect_as_its_type_and_code_only() -> None:
+    leaking = psycopg.errors.UniqueViolation("Key (email)=(jane@example.com) already exists")
+    withheld = _withheld(leaking)
+    assert withheld.code == "UniqueViolation"
+    assert "jane@example.com" not in str(withheld)
+    assert not withheld.transient
+
+
+def test_the_engine_http_errors_keep_their_text_and_transience() -> None:
+    withheld = _withheld(TransportError("GET https://crm.internal/… failed", attempts=5))
+    assert withheld.code == "TransportError"
+    assert "failed" in str(withheld)
+    assert withheld.transient

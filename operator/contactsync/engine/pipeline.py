@@ -26,6 +26,7 @@ from contactsync.api.spec import ContactSyncSpec, SecretKeyRef, SecretRef
 from .audit import AuditLog, SyncRef, redact_url
 from .connectors import build_destination, build_source
 from .destinations import EncodedBatch, Encoder
+from .errors import SyncFailedError, failure_code
 from .keyring import KEYRING_KEY, Keyring
 from .prepare import COLUMNS, Preparer, PrepareSettings
 from .secrets import SecretStore
@@ -48,14 +49,6 @@ class SyncIdentity:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
-
-
-class SyncFailedError(RuntimeError):
-    """The run did not commit; `code` says why in a stable, machine-readable way."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -120,8 +113,8 @@ def run_sync(
         summary = _run(spec, identity, keyring, secrets, run_id, workers, batches)
     except BaseException as exc:
         if audit_path is not None:
-            code = exc.code if isinstance(exc, SyncFailedError) else type(exc).__name__
-            _audit(audit_path, keyring, spec, identity, run_id, batches, None, f"failed:{code}")
+            outcome = f"failed:{failure_code(exc)}"
+            _audit(audit_path, keyring, spec, identity, run_id, batches, None, outcome)
         raise
     if audit_path is not None:
         _audit(audit_path, keyring, spec, identity, run_id, batches, summary, "committed")

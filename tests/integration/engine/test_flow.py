@@ -30,6 +30,24 @@ def env(bed: TestBed, tmp_path: Path) -> SyncEnv:
     return new_env(bed, tmp_path)
 
 
+def published(bed: TestBed, flow_run_id: str) -> dict[str, object]:
+    """The run's summary artifact, as the operator reads it."""
+    with bed.prefect.client() as api:
+        artifacts = api.post(
+            "/artifacts/filter",
+            json={
+                "artifacts": {
+                    "flow_run_id": {"any_": [flow_run_id]},
+                    "key": {"any_": ["contactsync-summary"]},
+                }
+            },
+        ).json()
+    assert len(artifacts) == 1
+    data = artifacts[0]["data"]
+    found: dict[str, object] = json.loads(data) if isinstance(data, str) else data
+    return found
+
+
 def run_flow(bed: TestBed, env: SyncEnv, spec: dict[str, object]) -> dict[str, str]:
     result = subprocess.run(
         [sys.executable, "-c", RUN_FLOW, json.dumps(spec)],
@@ -104,5 +122,18 @@ def test_flow_skips_runs_outside_the_window(bed: TestBed, env: SyncEnv) -> None:
     outcome = run_flow(bed, env, closed)
     assert outcome["type"] == "COMPLETED"
     assert "outside the sync window" in outcome["logs"]
+    assert published(bed, outcome["id"]) == {"skipped": "OutsideWindow"}
     with pytest.raises(Exception, match="does not exist"):
         env.rows("SELECT count(*) FROM contacts")
+
+
+def test_a_refused_run_fails_and_publishes_only_its_code(bed: TestBed, env: SyncEnv) -> None:
+    records = [contact(1), contact(2, email="not-an-address"), contact(3, phone="12")]
+    source = write_csv(env.root / "in.csv", records)
+    spec = env.spec({"type": "csv", "path": str(source)}, validation={"maxRejectRatio": 0.1})
+
+    outcome = run_flow(bed, env, spec.model_dump(mode="json", by_alias=True, exclude_none=True))
+
+    assert outcome["type"] == "FAILED"
+    # The code, not the message: a message may quote counts today and values tomorrow.
+    assert published(bed, outcome["id"]) == {"failed": "RejectRatioExceeded"}

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from pydantic import ValidationError
 
+from contactsync.engine.errors import SyncFailedError
 from contactsync.engine.http import HttpError, TlsError, TransportError
-from contactsync.engine.pipeline import SyncFailedError
 from tests.testbed import TestBed
 from tests.testbed.pki import CertificateAuthority
 

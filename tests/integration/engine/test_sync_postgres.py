@@ -8,8 +8,7 @@ import psycopg
 import pytest
 
 from contactsync.engine.crypto import DecryptError
-from contactsync.engine.destinations import DeleteGuardError
-from contactsync.engine.pipeline import SyncFailedError
+from contactsync.engine.errors import DeleteGuardError, SyncFailedError
 from tests.testbed import TestBed
 
 from .sync_helpers import SyncEnv, contact, new_env, write_csv, write_jsonl
@@ -154,8 +153,9 @@ def test_delete_guard_refuses_and_writes_nothing(env: SyncEnv) -> None:
     env.run(env.spec(csv_source(write_csv(env.root / "a.csv", records)), mode="full"))
     before = env.rows()
     shrunk = write_csv(env.root / "b.csv", [*records[:10], contact(50)])
-    with pytest.raises(DeleteGuardError, match=r"refusing to delete 10 of 20"):
+    with pytest.raises(DeleteGuardError, match=r"refusing to delete 10 of 20") as refused:
         env.run(env.spec(csv_source(shrunk), mode="full", safety={"maxDeleteRatio": 0.2}))
+    assert refused.value.code == "DeleteRatioExceeded"
     assert env.rows() == before
 
 

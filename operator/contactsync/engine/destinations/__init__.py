@@ -39,10 +39,6 @@ class WriteCounts:
     merged: int = 0  # valid records folded into another of the same run (same contact)
 
 
-class DeleteGuardError(RuntimeError):
-    """A run would delete more than `safety.maxDeleteRatio` of the destination."""
-
-
 Encoder = Callable[[Prepared], EncodedBatch]
 
 

@@ -25,7 +25,8 @@ from psycopg import sql
 
 from contactsync.engine.prepare import COLUMNS, Prepared
 
-from . import DeleteGuardError, EncodedBatch, Encoder, WriteCounts
+from ..errors import DeleteGuardError
+from . import EncodedBatch, Encoder, WriteCounts
 
 log = logging.getLogger("contactsync.engine.postgres")
 
