@@ -190,13 +190,13 @@ def resync_of(method: str, path: str, body: bytes) -> str | None:
     """The deployment a resync is tracking, or None.
 
     Only the resync timer asks for a deployment's recent runs newest first
-    (tracking.last_sync), once per object per resync: counting these from the
+    (tracking.track), once per object per resync: counting these from the
     outside counts resyncs without touching the operator process.
     """
     if method != "POST" or not path.endswith("/flow_runs/filter"):
         return None
     query = json.loads(body or b"{}")
-    if query.get("sort") != "EXPECTED_START_TIME_DESC":
+    if query.get("sort") != "END_TIME_DESC":
         return None
     ids = ((query.get("deployments") or {}).get("id") or {}).get("any_") or []
     return str(ids[0]) if ids else None

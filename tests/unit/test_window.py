@@ -4,8 +4,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from contactsync.api.spec import Window
-from contactsync.window import in_window
+from contactsync.api.spec import Schedule, Window
+from contactsync.window import in_window, longest_gap
 
 
 def at(hour: int, minute: int = 0) -> datetime:
@@ -37,3 +37,46 @@ def test_window_uses_its_own_timezone() -> None:
 
 def test_no_window_means_always() -> None:
     assert in_window(None, at(3))
+
+
+FRIDAY_NOON = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "window", "hours"),
+    [
+        (Schedule(interval_seconds=600), None, 600 / 3600),
+        (Schedule(cron="0 * * * *"), None, 1),
+        # Hourly, but only 09:00-16:00 sync: from 16:00 to the next 09:00.
+        (Schedule(cron="0 * * * *"), Window(start="09:00", end="17:00"), 17),
+        # A window across midnight: runs at 22, 23, 0, 1; then 21 hours until 22.
+        (Schedule(cron="0 * * * *"), Window(start="22:00", end="02:00"), 21),
+        # Weekdays only: Friday 09:00 to Monday 09:00.
+        (Schedule(cron="0 9 * * 1-5"), None, 72),
+        # The cron is read in its own timezone, the window in its own.
+        (
+            Schedule(cron="0 9 * * *", timezone="America/New_York"),
+            Window(start="13:00", end="15:00", timezone="UTC"),
+            24,
+        ),
+    ],
+)
+def test_longest_gap_follows_schedule_and_window(
+    schedule: Schedule, window: Window | None, hours: float
+) -> None:
+    gap = longest_gap(schedule, window, FRIDAY_NOON)
+    assert gap is not None
+    assert gap == pytest.approx(hours * 3600)
+
+
+def test_longest_gap_is_none_when_nothing_would_sync() -> None:
+    assert longest_gap(None, None, FRIDAY_NOON) is None
+    # Runs at 09:00, window 10:00-11:00: no run ever syncs.
+    never = longest_gap(Schedule(cron="0 9 * * *"), Window(start="10:00", end="11:00"), FRIDAY_NOON)
+    assert never is None
+
+
+def test_longest_gap_work_is_bounded_for_a_minutely_schedule() -> None:
+    # 5,000 fires (about 3.5 days) are enough to see a daily window.
+    gap = longest_gap(Schedule(cron="* * * * *"), Window(start="09:00", end="17:00"), FRIDAY_NOON)
+    assert gap == pytest.approx(16 * 3600 + 60)

@@ -29,6 +29,8 @@ ConditionReason = Annotated[
     str, Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", min_length=1, max_length=1024)
 ]
 Count = Annotated[int, Field(ge=0)]
+# A refused run's code (engine/errors.py), or the type name of what failed it.
+FailureCode = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64)]
 Generation = Annotated[int, Field(ge=0)]
 # Same shape as the engine's keyring ids (see engine/keyring.py).
 KeyId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$", max_length=32)]
@@ -85,6 +87,8 @@ class LastSync(Model):
     """When the run started."""
     finished_at: datetime | None = None
     """When the run finished."""
+    failure: FailureCode | None = None
+    """Why the run failed, as a code (e.g. DeleteRatioExceeded); unset when it did not."""
     read: Count = 0
     """Records read from the source."""
     valid: Count = 0
@@ -131,7 +135,11 @@ class ContactSyncStatus(Model):
     prefect: PrefectStatus | None = None
     """Prefect objects."""
     last_sync: LastSync | None = None
-    """The most recent run."""
+    """The most recent run that synced or failed (runs skipped outside the window are not)."""
+    last_success_at: datetime | None = None
+    """When the most recent successful sync finished."""
+    tracked_until: datetime | None = None
+    """End of the newest finished run already accounted for (lastSync and the metrics)."""
     next_run_at: datetime | None = None
     """When the next scheduled run starts."""
     keys: KeysStatus | None = None

@@ -10,17 +10,19 @@ runs; deletion goes through a finalizer.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 import kopf
 from kubernetes import client, config
 
+from . import metrics
 from .conditions import set_condition, transitions
 from .kube_apply import KubeApplier
 from .prefect_api import PrefectApi, PrefectUnavailableError
 from .reconcile import Outcome, Reconciler
 from .settings import Settings
-from .tracking import last_sync
+from .tracking import Tracked, advance, track
 
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
 RESYNC = max(5.0, float(os.environ.get("CONTACTSYNC_RESYNC_SECONDS", "300")))
@@ -66,7 +68,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Handlers are synchronous (Kubernetes and Prefect clients block); Kopf runs
     # them in a thread pool whose default (cores + 4) queues a burst of creates.
     settings.execution.max_workers = 8
-    reconciler()
+    metrics.serve(reconciler().settings)
 
 
 def _apply(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
@@ -99,7 +101,9 @@ def _post_transitions(body: kopf.Body, before: list[Any], after: list[Any]) -> N
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
 def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    outcome = reconciler().reconcile(body)
+    with metrics.reconcile_timer("reconcile") as result:
+        outcome = reconciler().reconcile(body)
+        result.value = outcome.result
     _post_transitions(
         body,
         list((body.get("status") or {}).get("conditions") or []),
@@ -110,29 +114,24 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RESYNC, initial_delay=RESYNC, idle=None)
 def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    """Repair drift and record the latest flow run; writes happen only on a difference."""
+    """Repair drift and account for finished flow runs; writes happen only on a difference."""
     rec = reconciler()
-    outcome = rec.reconcile(body)
+    with metrics.reconcile_timer("resync") as result:
+        outcome = rec.reconcile(body)
+        result.value = outcome.result
+    if outcome.result == "success":
+        metrics.DRIFT_CHECK.set(time.time())
     deployment_id = (outcome.status.get("prefect") or {}).get("deploymentId")
     if deployment_id:
         try:
-            tracked = last_sync(rec.prefect, deployment_id)
+            tracked = track(rec.prefect, deployment_id, outcome.status.get("trackedUntil"))
         except PrefectUnavailableError:
-            tracked = {}
-        outcome.status["nextRunAt"] = tracked.get("nextRunAt")
-        if "lastSync" in tracked:
-            generation = int(body["metadata"].get("generation") or 0)
-            status, succeeded = tracked["lastSync"], tracked["succeeded"]
-            outcome.status["lastSync"] = status
-            if succeeded is not None:
-                outcome.status["conditions"] = set_condition(
-                    outcome.status.get("conditions", []),
-                    "LastSyncSucceeded",
-                    "True" if succeeded else "False",
-                    status["state"],
-                    f"flow run {status['flowRunId']} {status['state'].lower()}",
-                    generation,
-                )
+            tracked = Tracked(outcome.status.get("nextRunAt"), [])
+        meta = body["metadata"]
+        metrics.CONTACTSYNCS.count_runs(meta["namespace"], meta["name"], tracked.finished)
+        outcome.status["nextRunAt"] = tracked.next_run_at
+        generation = int(meta.get("generation") or 0)
+        outcome.status.update(advance(outcome.status, tracked.finished, generation))
     before = list((body.get("status") or {}).get("conditions") or [])
     after = outcome.status.get("conditions", [])
     if outcome.status != dict(body.get("status") or {}):
@@ -143,7 +142,9 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     try:
-        events = reconciler().delete(body)
+        with metrics.reconcile_timer("delete") as result:
+            events = reconciler().delete(body)
+            result.value = "success"
     except PrefectUnavailableError as exc:
         message = f"cannot remove Prefect objects yet: {exc}; retrying"
         conditions = set_condition(
@@ -159,6 +160,15 @@ def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
         raise kopf.TemporaryError(message, delay=reconciler().settings.retry_seconds) from exc
     for kind, reason, message in events:
         kopf.event(body, type=kind, reason=reason, message=message)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def observe(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    """Feed the per-ContactSync metrics with the current state of every object."""
+    if event.get("type") == "DELETED":
+        metrics.CONTACTSYNCS.forget(body["metadata"]["namespace"], body["metadata"]["name"])
+    else:
+        metrics.CONTACTSYNCS.observe(body)
 
 
 @kopf.on.probe(id="prefect")

@@ -16,6 +16,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from . import metrics
+
 
 @dataclass(frozen=True)
 class _Kind:
@@ -77,9 +79,21 @@ class KubeApplier:
         }
         self.writes = 0
 
+    def _call(self, kind: str, verb: str, *args: Any, **kwargs: Any) -> Any:
+        """One API call, counted in the metrics when it fails (a read's 404 is an answer)."""
+        try:
+            return getattr(self._kinds[kind], verb)(*args, **kwargs)
+        except ApiException as exc:
+            if not (verb == "read" and exc.status == 404):
+                metrics.KUBERNETES_ERRORS.labels(kind, verb, str(exc.status)).inc()
+            raise
+        except Exception:
+            metrics.KUBERNETES_ERRORS.labels(kind, verb, "transport").inc()
+            raise
+
     def read(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            live = self._kinds[kind].read(name, namespace)
+            live = self._call(kind, "read", name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -92,7 +106,7 @@ class KubeApplier:
         kind, meta = desired["kind"], desired["metadata"]
         live = self.read(kind, meta["namespace"], meta["name"])
         if live is None:
-            self._kinds[kind].create(meta["namespace"], desired)
+            self._call(kind, "create", meta["namespace"], desired)
             self.writes += 1
             return "created"
         wanted = desired
@@ -106,8 +120,13 @@ class KubeApplier:
         # A JSON merge patch replaces lists whole, so an entry the desired state
         # dropped (an env variable after an upgrade) goes too; a strategic merge
         # would keep it and the object would never converge.
-        self._kinds[kind].patch(
-            meta["name"], meta["namespace"], wanted, _content_type="application/merge-patch+json"
+        self._call(
+            kind,
+            "patch",
+            meta["name"],
+            meta["namespace"],
+            wanted,
+            _content_type="application/merge-patch+json",
         )
         self.writes += 1
         return "patched"
@@ -117,7 +136,7 @@ class KubeApplier:
         meta = desired["metadata"]
         if self.read(desired["kind"], meta["namespace"], meta["name"]) is not None:
             return False
-        self._kinds[desired["kind"]].create(meta["namespace"], desired)
+        self._call(desired["kind"], "create", meta["namespace"], desired)
         self.writes += 1
         return True
 

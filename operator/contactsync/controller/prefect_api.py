@@ -12,9 +12,12 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
+
+from . import metrics
 
 Json = dict[str, Any]
 
@@ -44,9 +47,8 @@ class PrefectApi:
         """One API call; 429 and 503 (Prefect's "busy, retry") are retried briefly
         here, as Prefect's own client does, before the reconcile gives up."""
         self.calls[operation] += 1
-        if method != "GET" and not path.endswith("/filter"):
-            self.writes += 1
         write = method != "GET" and not path.endswith("/filter")
+        self.writes += write
         for attempt in range(RETRIES + 1):
             try:
                 # Writes go through a narrow gate: a burst of creates must not
@@ -54,7 +56,9 @@ class PrefectApi:
                 with self._write_gate if write else contextlib.nullcontext():
                     response = self._http.request(method, path, **kwargs)
             except httpx.HTTPError as exc:
+                metrics.prefect_unreachable(operation)
                 raise PrefectUnavailableError(f"Prefect {operation}: {type(exc).__name__}") from exc
+            metrics.prefect_answered(operation, response.status_code)
             if response.status_code not in (429, 503) or attempt == RETRIES:
                 break
             time.sleep(random.uniform(0, BACKOFF * 2**attempt))  # noqa: S311 - jitter only
@@ -161,31 +165,39 @@ class PrefectApi:
         )
         return runs
 
-    def recent_flow_runs(self, deployment_id: str, limit: int = 5) -> list[Json]:
-        return self._flow_runs(deployment_id, "EXPECTED_START_TIME_DESC", limit)
+    def finished_flow_runs(
+        self, deployment_id: str, states: Sequence[str], *, after: str | None, limit: int = 50
+    ) -> list[Json]:
+        """Runs in a final state that ended at or after `after`, newest first."""
+        finished: dict[str, Any] = {"state": {"type": {"any_": list(states)}}}
+        if after:
+            finished["end_time"] = {"after_": after}
+        return self._flow_runs(deployment_id, "END_TIME_DESC", limit, flow_runs=finished)
 
     def next_scheduled_run(self, deployment_id: str) -> Json | None:
         scheduled = {"flow_runs": {"state": {"type": {"any_": ["SCHEDULED"]}}}}
         runs = self._flow_runs(deployment_id, "EXPECTED_START_TIME_ASC", 1, **scheduled)
         return runs[0] if runs else None
 
-    def run_summary(self, flow_run_id: str) -> Json | None:
-        """The counts a flow run published (its `contactsync-summary` artifact)."""
+    def run_summaries(self, flow_run_ids: Sequence[str]) -> dict[str, Json]:
+        """The counts each run published (its `contactsync-summary` artifact), by run id."""
         artifacts: list[Json] = self._request(
             "POST",
             "/artifacts/filter",
             "filter_artifacts",
             json={
                 "artifacts": {
-                    "flow_run_id": {"any_": [flow_run_id]},
+                    "flow_run_id": {"any_": list(flow_run_ids)},
                     "key": {"any_": ["contactsync-summary"]},
                 },
-                "limit": 1,
+                "limit": len(flow_run_ids),
             },
         )
-        if not artifacts:
-            return None
-        data = artifacts[0].get("data")
-        if isinstance(data, str):  # stored as a JSON document in a string
-            data = json.loads(data)
-        return data if isinstance(data, dict) else None
+        found: dict[str, Json] = {}
+        for artifact in artifacts:
+            data = artifact.get("data")
+            if isinstance(data, str):  # stored as a JSON document in a string
+                data = json.loads(data)
+            if isinstance(data, dict):
+                found[str(artifact["flow_run_id"])] = data
+        return found

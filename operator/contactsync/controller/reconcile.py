@@ -33,6 +33,11 @@ class Outcome:
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
     retry: bool = False
+    result: str = "success"  # for the metrics: success, requeue, invalid or paused
+
+    def __post_init__(self) -> None:
+        if self.retry:
+            self.result = "requeue"
 
 
 def _generation(meta: Mapping[str, Any]) -> int:
@@ -62,7 +67,7 @@ class Reconciler:
                 "Paused",
                 f"annotation {PAUSE}=paused: nothing is reconciled",
             )
-            return Outcome({**status, "conditions": conditions})
+            return Outcome({**status, "conditions": conditions}, result="paused")
         condition("ReconciliationPaused", "False", "Active", "reconciling")
         try:
             spec = ContactSyncSpec.model_validate(body.get("spec") or {})
@@ -71,7 +76,7 @@ class Reconciler:
             where = ".".join(str(p) for p in first["loc"])
             condition("Ready", "False", "InvalidSpec", f"spec.{where}: {first['msg']}")
             condition("Stalled", "True", "InvalidSpec", "fix the spec; nothing was changed")
-            return Outcome({**status, "conditions": conditions})
+            return Outcome({**status, "conditions": conditions}, result="invalid")
 
         namespace = meta["namespace"]
         missing = [

@@ -28,6 +28,14 @@ class Settings:
     local_secrets_dir: str | None = None  # "process" pools: where Secrets are projected
     resync_seconds: float = 300.0
     retry_seconds: float = 15.0
+    # /metrics: its own port (0: off); TLS when a certificate and key are given
+    # (files from a mounted kubernetes.io/tls Secret); mTLS with a client CA.
+    metrics_port: int = 8080
+    # In a pod, Prometheus scrapes the pod IP; the chart's NetworkPolicy says who may.
+    metrics_address: str = "0.0.0.0"  # noqa: S104
+    metrics_cert_file: str | None = None
+    metrics_key_file: str | None = None
+    metrics_client_ca_file: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -36,6 +44,13 @@ class Settings:
         url = env.get("CONTACTSYNC_PREFECT_API_URL") or env.get("PREFECT_API_URL")
         if not url:
             raise RuntimeError("set CONTACTSYNC_PREFECT_API_URL to the Prefect API URL")
+        tls = [env.get(f"CONTACTSYNC_METRICS_TLS_{part}_FILE") for part in ("CERT", "KEY")]
+        if any(tls) and not all(tls):
+            raise RuntimeError(
+                "set both CONTACTSYNC_METRICS_TLS_CERT_FILE and CONTACTSYNC_METRICS_TLS_KEY_FILE"
+            )
+        if env.get("CONTACTSYNC_METRICS_TLS_CLIENT_CA_FILE") and not all(tls):
+            raise RuntimeError("CONTACTSYNC_METRICS_TLS_CLIENT_CA_FILE needs the TLS certificate")
         return cls(
             prefect_api_url=url.rstrip("/"),
             prefect_api_key=Path(key_file).read_text().strip() if key_file else None,
@@ -48,4 +63,9 @@ class Settings:
             # A floor keeps a misconfiguration from hammering Prefect.
             resync_seconds=max(5.0, float(env.get("CONTACTSYNC_RESYNC_SECONDS", "300"))),
             retry_seconds=max(1.0, float(env.get("CONTACTSYNC_RETRY_SECONDS", "15"))),
+            metrics_port=int(env.get("CONTACTSYNC_METRICS_PORT", str(cls.metrics_port))),
+            metrics_address=env.get("CONTACTSYNC_METRICS_ADDRESS", cls.metrics_address),
+            metrics_cert_file=env.get("CONTACTSYNC_METRICS_TLS_CERT_FILE"),
+            metrics_key_file=env.get("CONTACTSYNC_METRICS_TLS_KEY_FILE"),
+            metrics_client_ca_file=env.get("CONTACTSYNC_METRICS_TLS_CLIENT_CA_FILE"),
         )

@@ -1,0 +1,160 @@
+"""The per-ContactSync metrics: computed from current state at every scrape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from contactsync.controller.metrics import ContactSyncMetrics
+from contactsync.controller.tracking import FinishedRun
+
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+
+
+def body(name: str = "crm", generation: int = 1, **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "sales",
+            "name": name,
+            "generation": generation,
+            "creationTimestamp": "2026-11-27T09:00:00Z",
+        },
+        "spec": {
+            "source": {"type": "csv", "path": "/data/in.csv"},
+            "destination": {
+                "type": "postgres",
+                "dsnSecretRef": {"name": "warehouse", "key": "dsn"},
+                "table": "contacts",
+            },
+            "schedule": {"cron": "0 * * * *"},
+        },
+        "status": status,
+    }
+
+
+def scrape(collector: ContactSyncMetrics) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(collector)
+    return registry
+
+
+def value(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, {"namespace": "sales", "name": "crm", **labels})
+
+
+def condition(type_: str, status: str) -> dict[str, str]:
+    return {"type": type_, "status": status, "reason": "R", "message": ""}
+
+
+def test_conditions_are_one_hot() -> None:
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    metrics.observe(body(conditions=[condition("Ready", "False"), condition("Stalled", "True")]))
+    registry = scrape(metrics)
+    ready = {
+        s: value(registry, "contactsync_status_condition", type="Ready", status=s)
+        for s in ("True", "False", "Unknown")
+    }
+    assert ready == {"True": 0.0, "False": 1.0, "Unknown": 0.0}
+    assert value(registry, "contactsync_status_condition", type="Stalled", status="True") == 1.0
+
+
+def test_a_deleted_object_disappears_from_the_next_scrape() -> None:
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    metrics.observe(body(conditions=[condition("Ready", "True")]))
+    metrics.observe(body("other", conditions=[condition("Ready", "True")]))
+    metrics.forget("sales", "crm")
+    text = generate_latest(scrape(metrics)).decode()
+    assert 'name="crm"' not in text
+    assert 'name="other"' in text
+
+
+def test_last_run_success_and_schedule_come_from_status_and_spec() -> None:
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    metrics.observe(
+        body(
+            lastSync={
+                "flowRunId": "r1",
+                "state": "FAILED",
+                "startedAt": "2026-11-27T10:00:00Z",
+                "finishedAt": "2026-11-27T10:00:42Z",
+                "failure": "DeleteRatioExceeded",
+                "read": 10,
+            },
+            lastSuccessAt="2026-11-27T09:00:00Z",
+            nextRunAt="2026-11-27T11:00:00Z",
+        )
+    )
+    registry = scrape(metrics)
+    assert value(registry, "contactsync_last_run_duration_seconds") == 42.0
+    assert value(registry, "contactsync_last_run_records", outcome="read") == 10.0
+    assert value(registry, "contactsync_last_run_records", outcome="inserted") == 0.0
+    assert value(registry, "contactsync_last_run_failed", reason="DeleteRatioExceeded") == 1.0
+    assert (
+        value(registry, "contactsync_last_success_timestamp_seconds")
+        == datetime(2026, 11, 27, 9, tzinfo=UTC).timestamp()
+    )
+    assert (
+        value(registry, "contactsync_next_run_timestamp_seconds")
+        == datetime(2026, 11, 27, 11, tzinfo=UTC).timestamp()
+    )
+    assert value(registry, "contactsync_schedule_max_interval_seconds") == 3600.0
+    assert (
+        value(registry, "contactsync_creation_timestamp_seconds")
+        == datetime(2026, 11, 27, 9, tzinfo=UTC).timestamp()
+    )
+
+
+def test_a_suspended_sync_has_no_expected_interval() -> None:
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    suspended = body()
+    suspended["spec"]["suspend"] = True
+    metrics.observe(suspended)
+    assert value(scrape(metrics), "contactsync_schedule_max_interval_seconds") is None
+
+
+def finished(n: int, state: str = "COMPLETED", **summary: object) -> FinishedRun:
+    return FinishedRun(f"r{n}", state, None, f"2026-11-27T10:0{n}:00Z", summary)
+
+
+def test_runs_are_counted_once_each_from_zero() -> None:
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    metrics.observe(body())
+    registry = scrape(metrics)
+    assert value(registry, "contactsync_runs_total", state="COMPLETED") == 0.0
+    assert value(registry, "contactsync_records_total", outcome="read") == 0.0
+
+    first = [finished(1, read=5, rejected=2, reasons={"email.invalid": 2})]
+    metrics.count_runs("sales", "crm", first)
+    metrics.count_runs("sales", "crm", first)  # a status patch that did not land: seen again
+    metrics.count_runs(
+        "sales",
+        "crm",
+        [finished(2, "FAILED", failed="RejectRatioExceeded"), finished(3, skipped="OutsideWindow")],
+    )
+
+    assert value(registry, "contactsync_runs_total", state="COMPLETED") == 1.0
+    assert value(registry, "contactsync_runs_total", state="FAILED") == 1.0
+    assert value(registry, "contactsync_runs_total", state="SKIPPED") == 1.0
+    assert value(registry, "contactsync_records_total", outcome="read") == 5.0
+    assert value(registry, "contactsync_rejected_records_total", reason="email.invalid") == 2.0
+
+
+def test_counting_resumes_after_the_status_watermark() -> None:
+    """After an operator restart, runs already in status are not counted again."""
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    metrics.observe(body(trackedUntil="2026-11-27T10:01:00Z"))
+    metrics.count_runs("sales", "crm", [finished(1), finished(2)])
+    assert value(scrape(metrics), "contactsync_runs_total", state="COMPLETED") == 1.0
+
+
+def test_labels_are_bounded_and_carry_no_spec_values() -> None:
+    metrics = ContactSyncMetrics(clock=lambda: NOW)
+    metrics.observe(body(conditions=[condition("Ready", "True")]))
+    metrics.count_runs("sales", "crm", [finished(1, read=1, reasons={"phone.invalid": 1})])
+    text = generate_latest(scrape(metrics)).decode()
+    for leak in ("/data/in.csv", "warehouse", "contacts", "dsn"):
+        assert leak not in text.replace("contactsync_", "")
+    names = {line.split("{")[0] for line in text.splitlines() if line and line[0] != "#"}
+    assert all(n.startswith("contactsync_") for n in names)
