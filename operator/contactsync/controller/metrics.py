@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import (
     CollectorRegistry,
@@ -296,12 +297,12 @@ CONTACTSYNCS = ContactSyncMetrics()
 REGISTRY.register(CONTACTSYNCS)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> WSGIServer | None:
     """Serve /metrics on its own port (not Kopf's health port); TLS when a
     certificate is configured, and client certificates required when a client CA is."""
     if not settings.metrics_port:
-        return
-    start_http_server(
+        return None
+    server, _ = start_http_server(
         settings.metrics_port,
         settings.metrics_address,
         REGISTRY,
@@ -311,3 +312,4 @@ def serve(settings: Settings) -> None:
         client_auth_required=settings.metrics_client_ca_file is not None,
         tls_min_version=ssl.TLSVersion.TLSv1_2,
     )
+    return server
