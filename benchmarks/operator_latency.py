@@ -534,6 +534,8 @@ class Operator:
             "CONTACTSYNC_PREFECT_API_URL": prefect_url,
             "CONTACTSYNC_RESYNC_SECONDS": str(resync),
             "CONTACTSYNC_RETRY_SECONDS": str(retry),
+            "CONTACTSYNC_METRICS_PORT": str(free_port()),
+            "CONTACTSYNC_METRICS_ADDRESS": "127.0.0.1",
             "CONTACTSYNC_BENCH_EXECUTOR_WORKERS": str(executor_workers or 0),
         }
         kopf = ["-c", EXECUTOR_WRAPPER] if executor_workers else ["-m", "kopf"]

@@ -16,7 +16,6 @@ prove against the API server.
 
 from __future__ import annotations
 
-import base64
 import http.server
 import json
 import os
@@ -31,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from kubernetes import client
 
@@ -40,6 +40,7 @@ sys.path[:0] = [str(REPO / "operator"), str(REPO)]
 from contactsync.engine.crypto import FieldCipher  # noqa: E402
 from contactsync.engine.keyring import Keyring  # noqa: E402
 from tests.testbed import TestBed, tools  # noqa: E402
+from tests.testbed.net import free_port  # noqa: E402
 
 NAMESPACE, NAME = "sales", "crm-demo"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
@@ -76,17 +77,6 @@ def serve_file(bed: TestBed, path: Path) -> tuple[str, http.server.HTTPServer]:
     server.socket = context.wrap_socket(server.socket, server_side=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"https://localhost:{server.server_address[1]}/contacts.csv", server
-
-
-def project_secrets(core: client.CoreV1Api, names: list[str], root: Path) -> None:
-    """What a kubelet does for a Secret volume: one file per key."""
-    for name in names:
-        secret = core.read_namespaced_secret(name, NAMESPACE)
-        directory = root / name
-        directory.mkdir(parents=True, exist_ok=True)
-        for key, value in (secret.data or {}).items():
-            (directory / key).write_bytes(base64.b64decode(value))
-            (directory / key).chmod(0o400)
 
 
 def wait(what: str, check: Any, timeout: float) -> Any:
@@ -145,6 +135,7 @@ def main() -> int:
         say(f"serving examples/data/contacts.csv at {url}")
 
         secrets_dir = work / "secrets"
+        metrics_port = free_port()
         common = {
             "KUBECONFIG": str(bed.kube.kubeconfig),
             "PREFECT_API_URL": bed.prefect.api_url,
@@ -168,6 +159,8 @@ def main() -> int:
             CONTACTSYNC_RETRY_SECONDS="2",
             CONTACTSYNC_WORK_POOL_TYPE="process",
             CONTACTSYNC_LOCAL_SECRETS_DIR=str(secrets_dir),
+            CONTACTSYNC_METRICS_PORT=str(metrics_port),
+            CONTACTSYNC_METRICS_ADDRESS="127.0.0.1",
             PYTHONPATH=f"{REPO / 'operator'}:{REPO}",
         )
         worker = None
@@ -177,7 +170,7 @@ def main() -> int:
             ).substitute(SOURCE_URL=url)
             print(kubectl(bed, "apply", "-f", "-", stdin=manifest).strip())
             with bed.kube.api_client() as api:
-                custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+                custom = client.CustomObjectsApi(api)
 
                 def get() -> dict[str, Any]:
                     found: dict[str, Any] = custom.get_namespaced_custom_object(
@@ -193,7 +186,9 @@ def main() -> int:
 
                 wait("Ready", lambda: condition("Ready").get("status") == "True", 90)
                 say("ContactSync is Ready: children and Prefect work pool + deployment exist")
-                project_secrets(core, ["warehouse", "crm-ca", f"{NAME}-keys"], secrets_dir)
+                bed.kube.project_secrets(
+                    NAMESPACE, ["warehouse", "crm-ca", f"{NAME}-keys"], secrets_dir
+                )
                 pool = get()["status"]["prefect"]["workPoolName"]
                 worker = start(
                     [
@@ -260,6 +255,21 @@ def main() -> int:
             say("quarantined records (encrypted at rest; reason codes only here):")
             for position, reasons in quarantined:
                 print(f"  record {position}: {', '.join(reasons)}")
+            metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+            wanted = ("contactsync_last_run_records", "contactsync_runs_total")
+
+            def sync_metrics() -> list[str]:
+                text = httpx.get(metrics_url, timeout=10).text
+                return [
+                    line
+                    for line in text.splitlines()
+                    if line.startswith(wanted) and f'name="{NAME}"' in line and " 0.0" not in line
+                ]
+
+            lines = wait("the operator's metrics of the run", sync_metrics, 30)
+            say(f"the operator's Prometheus metrics of this sync ({metrics_url}, non-zero):")
+            for line in lines:
+                print(f"  {line}")
             return 0 if last.get("state") == "COMPLETED" else 1
         finally:
             for process in (worker, operator):

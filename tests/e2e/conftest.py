@@ -46,6 +46,8 @@ class Operator:
         self.core = client.CoreV1Api(api)
         self.log = Path(bed.root) / f"operator-{namespace}.log"
         self.process: subprocess.Popen[bytes] | None = None
+        self.metrics_port = free_port()
+        self.liveness_port = free_port()
 
     def start(
         self, kubeconfig: Path | None = None, *, all_namespaces: bool = False, **env: str
@@ -57,6 +59,9 @@ class Operator:
             "CONTACTSYNC_PREFECT_API_URL": self.bed.prefect.api_url,
             "CONTACTSYNC_RESYNC_SECONDS": "5",
             "CONTACTSYNC_RETRY_SECONDS": "2",
+            # Several operators run at once here: each serves /metrics on a port of its own.
+            "CONTACTSYNC_METRICS_PORT": str(self.metrics_port),
+            "CONTACTSYNC_METRICS_ADDRESS": "127.0.0.1",
             **env,
         }
         self.process = subprocess.Popen(
@@ -70,7 +75,7 @@ class Operator:
                 "contactsync.controller.handlers",
                 "--all-namespaces" if all_namespaces else f"--namespace={self.namespace}",
                 # Kopf reads port 0 as 80: operators running at once would collide.
-                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+                f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
             ],
             env=environment,
             stdout=self.log.open("ab"),

@@ -32,3 +32,9 @@ def test_demo_runs_the_product_end_to_end() -> None:
     assert "crm-0001 email=ann.smith@example.com" in out
     assert "record 7: email.invalid" in out
     assert "record 9: name.markup" in out
+    metric = (
+        'contactsync_last_run_records{name="crm-demo",namespace="sales",outcome="rejected"} 3.0'
+    )
+    assert metric in out
+    # At least the requested run (an hourly scheduled one may have finished too).
+    assert 'contactsync_runs_total{name="crm-demo",namespace="sales",state="COMPLETED"} ' in out

@@ -194,6 +194,19 @@ class ControlPlane:
         self._write_kubeconfig(path, token, user)
         return path
 
+    def project_secrets(self, namespace: str, names: list[str], root: Path) -> None:
+        """What a kubelet does for a Secret volume: one file per key, under root/<name>/.
+        No kubelet runs here, so flows run on this host read their Secrets from there."""
+        with self.api_client() as api:
+            core = client.CoreV1Api(api)
+            for name in names:
+                secret = core.read_namespaced_secret(name, namespace)
+                directory = root / name
+                directory.mkdir(parents=True, exist_ok=True)
+                for key, value in (secret.data or {}).items():
+                    (directory / key).write_bytes(base64.b64decode(value))
+                    (directory / key).chmod(0o400)
+
     # -- internals -----------------------------------------------------------
 
     def _launch(self, name: str, argv: list[str]) -> ManagedProcess:

@@ -31,6 +31,7 @@ class PrometheusServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._jobs: dict[str, dict[str, Any]] = {}
+        self._rule_files: list[str] = []
         self._process: ManagedProcess | None = None
 
     def start(self) -> None:
@@ -68,6 +69,36 @@ class PrometheusServer:
     def scrape(self, job: str, targets: list[str], **options: Any) -> None:
         """Add (or replace) a scrape job and reload Prometheus."""
         self._jobs[job] = {"job_name": job, "static_configs": [{"targets": targets}], **options}
+        self._reload()
+
+    def load_rules(self, path: Path) -> None:
+        """Evaluate a rule file (alerts, recording rules) every second from now on."""
+        if str(path) not in self._rule_files:
+            self._rule_files.append(str(path))
+        self._reload()
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """Pending and firing alerts, with their labels."""
+        with httpx.Client(base_url=self.url, timeout=10) as http:
+            body = http.get("/api/v1/alerts").raise_for_status().json()
+        found: list[dict[str, Any]] = body["data"]["alerts"]
+        return found
+
+    def query_range(self, expr: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        """Run a range query; returns the result matrix."""
+        with httpx.Client(base_url=self.url, timeout=30) as http:
+            params: dict[str, str | float] = {
+                "query": expr,
+                "start": start,
+                "end": end,
+                "step": step,
+            }
+            body = http.get("/api/v1/query_range", params=params).raise_for_status().json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def _reload(self) -> None:
         self._write_config()
         with httpx.Client(base_url=self.url, timeout=10) as http:
             http.post("/-/reload").raise_for_status()
@@ -86,5 +117,6 @@ class PrometheusServer:
         config = {
             "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
             "scrape_configs": list(self._jobs.values()),
+            "rule_files": self._rule_files,
         }
         self.config.write_text(yaml.safe_dump(config))

@@ -122,7 +122,7 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
     if outcome.result == "success":
         metrics.DRIFT_CHECK.set(time.time())
     deployment_id = (outcome.status.get("prefect") or {}).get("deploymentId")
-    if deployment_id:
+    if deployment_id and outcome.result != "paused":  # paused: status stays as it is
         try:
             tracked = track(rec.prefect, deployment_id, outcome.status.get("trackedUntil"))
         except PrefectUnavailableError:

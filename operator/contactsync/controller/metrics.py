@@ -35,6 +35,7 @@ from pydantic import ValidationError
 
 from contactsync import __version__
 from contactsync.api.spec import ContactSyncSpec
+from contactsync.engine.reasons import Reason
 from contactsync.window import longest_gap
 
 from .settings import Settings
@@ -86,6 +87,7 @@ DRIFT_CHECK = Gauge(
 )
 
 CONDITION_STATUSES = ("True", "False", "Unknown")
+REASONS = tuple(reason.value for reason in Reason)
 RESULTS = (*FINAL, SKIPPED)
 
 
@@ -287,8 +289,8 @@ class ContactSyncMetrics(Collector):
                     runs.add_metric([*key, state], float(w.runs[state]))
                 for outcome in COUNTS:
                     records.add_metric([*key, outcome], float(w.records[outcome]))
-                for reason, count in sorted(w.rejects.items()):
-                    rejects.add_metric([*key, reason], float(count))
+                for reason in sorted({*REASONS, *w.rejects}):
+                    rejects.add_metric([*key, reason], float(w.rejects[reason]))
         yield from (condition, created, gap, success, duration, last_records, failed, next_run)
         yield from (runs, records, rejects)
 

@@ -124,6 +124,7 @@ def test_runs_are_counted_once_each_from_zero() -> None:
     registry = scrape(metrics)
     assert value(registry, "contactsync_runs_total", state="COMPLETED") == 0.0
     assert value(registry, "contactsync_records_total", outcome="read") == 0.0
+    assert value(registry, "contactsync_rejected_records_total", reason="phone.invalid") == 0.0
 
     first = [finished(1, read=5, rejected=2, reasons={"email.invalid": 2})]
     metrics.count_runs("sales", "crm", first)
