@@ -26,6 +26,7 @@ from prometheus_client import (
     Histogram,
     Info,
     ProcessCollector,
+    disable_created_metrics,
     start_http_server,
 )
 from prometheus_client import Counter as CounterMetric
@@ -41,6 +42,9 @@ from contactsync.window import longest_gap
 from .settings import Settings
 from .tracking import COUNTS, FINAL, SKIPPED, FinishedRun, parse_time
 
+# The `*_created` series prometheus-client adds to every counter double the
+# series count and no query here uses them.
+disable_created_metrics()
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 
