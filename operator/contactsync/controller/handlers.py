@@ -141,23 +141,24 @@ def resync(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def delete(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-    try:
-        with metrics.reconcile_timer("delete") as result:
+    with metrics.reconcile_timer("delete") as result:
+        try:
             events = reconciler().delete(body)
-            result.value = "success"
-    except PrefectUnavailableError as exc:
-        message = f"cannot remove Prefect objects yet: {exc}; retrying"
-        conditions = set_condition(
-            (body.get("status") or {}).get("conditions") or [],
-            "Reconciling",
-            "True",
-            "PrefectUnavailable",
-            message,
-            int(body["metadata"].get("generation") or 0),
-        )
-        patch.status["conditions"] = conditions
-        kopf.event(body, type="Warning", reason="PrefectUnavailable", message=message)
-        raise kopf.TemporaryError(message, delay=reconciler().settings.retry_seconds) from exc
+        except PrefectUnavailableError as exc:
+            result.value = "requeue"
+            message = f"cannot remove Prefect objects yet: {exc}; retrying"
+            conditions = set_condition(
+                (body.get("status") or {}).get("conditions") or [],
+                "Reconciling",
+                "True",
+                "PrefectUnavailable",
+                message,
+                int(body["metadata"].get("generation") or 0),
+            )
+            patch.status["conditions"] = conditions
+            kopf.event(body, type="Warning", reason="PrefectUnavailable", message=message)
+            raise kopf.TemporaryError(message, delay=reconciler().settings.retry_seconds) from exc
+        result.value = "success"
     for kind, reason, message in events:
         kopf.event(body, type=kind, reason=reason, message=message)
 

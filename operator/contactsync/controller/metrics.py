@@ -44,7 +44,7 @@ from .tracking import COUNTS, FINAL, SKIPPED, FinishedRun, parse_time
 
 # The `*_created` series prometheus-client adds to every counter double the
 # series count and no query here uses them.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
 
