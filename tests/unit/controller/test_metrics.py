@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
+from contactsync.controller import metrics
 from contactsync.controller.metrics import ContactSyncMetrics
 from contactsync.controller.tracking import FinishedRun
 
@@ -159,3 +161,42 @@ def test_labels_are_bounded_and_carry_no_spec_values() -> None:
         assert leak not in text.replace("contactsync_", "")
     names = {line.split("{")[0] for line in text.splitlines() if line and line[0] != "#"}
     assert all(n.startswith("contactsync_") for n in names)
+
+
+def test_prefect_outcomes_and_reachability() -> None:
+    def count(operation: str, outcome: str) -> float:
+        found = metrics.REGISTRY.get_sample_value(
+            "contactsync_operator_prefect_requests_total",
+            {"operation": operation, "outcome": outcome},
+        )
+        return found or 0.0
+
+    cases = [(200, "success", 1), (404, "not_found", 1), (409, "client_error", 1)]
+    cases += [(503, "server_error", 0)]
+    for status, outcome, up in cases:
+        before = count("op_unit", outcome)
+        metrics.prefect_answered("op_unit", status)
+        assert count("op_unit", outcome) == before + 1
+        assert metrics.REGISTRY.get_sample_value("contactsync_operator_prefect_up") == up
+    metrics.prefect_answered("op_unit", 200)
+    metrics.prefect_unreachable("op_unit")
+    assert count("op_unit", "unreachable") >= 1
+    assert metrics.REGISTRY.get_sample_value("contactsync_operator_prefect_up") == 0
+
+
+def test_reconcile_timer_counts_an_escaping_exception_as_error() -> None:
+    def count(result: str) -> float:
+        found = metrics.REGISTRY.get_sample_value(
+            "contactsync_operator_reconciles_total", {"handler": "unit", "result": result}
+        )
+        return found or 0.0
+
+    with metrics.reconcile_timer("unit") as result:
+        result.value = "requeue"
+    with pytest.raises(RuntimeError), metrics.reconcile_timer("unit"):
+        raise RuntimeError("boom")
+    assert (count("requeue"), count("error")) == (1, 1)
+    observed = metrics.REGISTRY.get_sample_value(
+        "contactsync_operator_reconcile_duration_seconds_count", {"handler": "unit"}
+    )
+    assert observed == 2
