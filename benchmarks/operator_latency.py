@@ -524,6 +524,7 @@ class Operator:
         resync: float,
         retry: float,
         executor_workers: int | None = None,
+        write_concurrency: int = 2,
     ) -> None:
         self.liveness = f"http://127.0.0.1:{free_port()}/healthz"
         env = {
@@ -537,6 +538,7 @@ class Operator:
             "CONTACTSYNC_METRICS_PORT": str(free_port()),
             "CONTACTSYNC_METRICS_ADDRESS": "127.0.0.1",
             "CONTACTSYNC_BENCH_EXECUTOR_WORKERS": str(executor_workers or 0),
+            "CONTACTSYNC_PREFECT_WRITE_CONCURRENCY": str(write_concurrency),
         }
         kopf = ["-c", EXECUTOR_WRAPPER] if executor_workers else ["-m", "kopf"]
         self.process = ManagedProcess(
@@ -888,11 +890,27 @@ def main() -> None:
         action="store_true",
         help="what-if: the proxy retries Prefect's 503s itself, as Prefect's client would",
     )
+    parser.add_argument(
+        "--prefect-db",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="Prefect's database: SQLite (one writer at a time) or the bed's PostgreSQL",
+    )
+    parser.add_argument(
+        "--write-concurrency",
+        type=int,
+        default=2,
+        help="CONTACTSYNC_PREFECT_WRITE_CONCURRENCY: concurrent Prefect writes",
+    )
     parser.add_argument("--keep-log", type=Path, help="copy the operator's log here at the end")
     args = parser.parse_args()
 
     print(f"# {load()}", flush=True)
-    bed = TestBed()
+    print(
+        f"# Prefect on {args.prefect_db}, {args.write_concurrency} concurrent Prefect writes",
+        flush=True,
+    )
+    bed = TestBed(prefect_on_postgres=args.prefect_db == "postgres")
     try:
         bed.start()
         print(f"# test bed up in {bed.ready_seconds:.1f}s", flush=True)
@@ -912,7 +930,15 @@ def run(args: argparse.Namespace, bed: TestBed) -> None:
 
     proxy = CountingProxy(bed.prefect.api_url, namespace, args.absorb_503).start()
     watcher = ReadyWatch(bed, namespace).start()
-    operator = Operator(bed, namespace, proxy.url, args.resync, args.retry, args.executor_workers)
+    operator = Operator(
+        bed,
+        namespace,
+        proxy.url,
+        args.resync,
+        args.retry,
+        args.executor_workers,
+        args.write_concurrency,
+    )
     sampler: RssSampler | None = None
     try:
         startup = operator.start()

@@ -22,7 +22,10 @@ from .prometheus import PrometheusServer
 class TestBed:
     __test__ = False  # not a pytest test class
 
-    def __init__(self) -> None:
+    def __init__(self, *, prefect_on_postgres: bool = False) -> None:
+        """`prefect_on_postgres`: Prefect's database in the bed's PostgreSQL (as in
+        production) instead of SQLite, which serialises every write."""
+        self.prefect_on_postgres = prefect_on_postgres
         self.root = Path(tempfile.mkdtemp(prefix="contactsync-bed-"))
         # Traversable (not listable) by the unprivileged postgres user when run as root.
         self.root.chmod(0o711)
@@ -41,9 +44,13 @@ class TestBed:
             # Processes are launched from this thread only (their parent-death
             # signal is tied to it); only the waiting happens in threads.
             self.kube.start_storage_and_api()
-            self.prefect.start()
             self.postgres.start()
             self.prometheus.start()
+            if self.prefect_on_postgres:
+                self.postgres.wait()
+                self.prefect.start(self.postgres.prefect_database())
+            else:
+                self.prefect.start()
             self._wait_all(
                 [self.kube.wait_api, self.prefect.wait, self.postgres.wait, self.prometheus.wait]
             )

@@ -128,6 +128,26 @@ class PostgresServer:
             f"?sslmode=verify-full&sslrootcert={root_cert}"
         )
 
+    def prefect_database(self, database: str = "prefect") -> dict[str, str]:
+        """Prefect server settings for a database here, over verified TLS (the
+        database is created if needed)."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+            if exists.fetchone() is None:
+                conn.execute(f'CREATE DATABASE "{database}"')
+        tls = "PREFECT_SERVER_DATABASE_SQLALCHEMY_CONNECT_ARGS_TLS"
+        return {
+            "PREFECT_API_DATABASE_CONNECTION_URL": (
+                f"postgresql+asyncpg://{SUPERUSER}:{quote(self.password)}"
+                f"@localhost:{self.port}/{database}"
+            ),
+            f"{tls}_ENABLED": "true",
+            f"{tls}_CA_FILE": str(self.ca.cert_path),
+            f"{tls}_CHECK_HOSTNAME": "true",
+        }
+
     def wait(self, timeout: float = 60.0) -> None:
         import psycopg
 

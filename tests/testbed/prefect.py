@@ -1,5 +1,6 @@
 """A real Prefect 3 server (`prefect server start`) with SQLite in the bed's
-temp dir, telemetry and UI off, on a free loopback port."""
+temp dir (or a PostgreSQL database, as production runs it), telemetry and UI
+off, on a free loopback port."""
 
 from __future__ import annotations
 
@@ -21,12 +22,14 @@ class PrefectServer:
         self.api_url = f"http://127.0.0.1:{self.port}/api"
         self._process: ManagedProcess | None = None
 
-    def start(self) -> None:
-        database = self.home / "prefect.db"
+    def start(self, database: dict[str, str] | None = None) -> None:
+        """`database`: Prefect's database settings; SQLite in the bed's dir by default."""
+        sqlite = self.home / "prefect.db"
         env = {
             **os.environ,
             "PREFECT_HOME": str(self.home),
-            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{database}",
+            "PREFECT_API_DATABASE_CONNECTION_URL": f"sqlite+aiosqlite:///{sqlite}",
+            **(database or {}),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_ENABLED": "false",
             "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",

@@ -40,7 +40,11 @@ def reconciler() -> Reconciler:
             config.load_kube_config()
         _reconciler = Reconciler(
             KubeApplier(client.ApiClient()),
-            PrefectApi(settings.prefect_api_url, settings.prefect_api_key),
+            PrefectApi(
+                settings.prefect_api_url,
+                settings.prefect_api_key,
+                write_concurrency=settings.prefect_write_concurrency,
+            ),
             settings,
         )
     return _reconciler

@@ -32,13 +32,20 @@ class PrefectUnavailableError(RuntimeError):
 
 
 class PrefectApi:
-    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 15.0,
+        write_concurrency: int = WRITE_CONCURRENCY,
+    ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout)
         self.calls: Counter[str] = Counter()
         self.writes = 0
         self._templates: dict[str, Json] = {}
-        self._write_gate = threading.BoundedSemaphore(WRITE_CONCURRENCY)
+        self._write_gate = threading.BoundedSemaphore(write_concurrency)
 
     def close(self) -> None:
         self._http.close()

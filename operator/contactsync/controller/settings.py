@@ -26,6 +26,9 @@ class Settings:
     # no kubelet exists; production uses "kubernetes" (a hardened Job per run).
     work_pool_type: str = "kubernetes"
     local_secrets_dir: str | None = None  # "process" pools: where Secrets are projected
+    # Concurrent Prefect writes: 2 suits Prefect on SQLite (one writer at a
+    # time; more turns into 503 storms); Prefect on PostgreSQL takes more.
+    prefect_write_concurrency: int = 2
     resync_seconds: float = 300.0
     retry_seconds: float = 15.0
     # /metrics: its own port (0: off); TLS when a certificate and key are given
@@ -61,6 +64,9 @@ class Settings:
             work_pool_type=env.get("CONTACTSYNC_WORK_POOL_TYPE", cls.work_pool_type),
             local_secrets_dir=env.get("CONTACTSYNC_LOCAL_SECRETS_DIR"),
             # A floor keeps a misconfiguration from hammering Prefect.
+            prefect_write_concurrency=max(
+                1, int(env.get("CONTACTSYNC_PREFECT_WRITE_CONCURRENCY", "2"))
+            ),
             resync_seconds=max(5.0, float(env.get("CONTACTSYNC_RESYNC_SECONDS", "300"))),
             retry_seconds=max(1.0, float(env.get("CONTACTSYNC_RETRY_SECONDS", "15"))),
             metrics_port=int(env.get("CONTACTSYNC_METRICS_PORT", str(cls.metrics_port))),
