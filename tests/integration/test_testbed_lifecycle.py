@@ -101,3 +101,16 @@ def test_up_prints_a_usable_environment_and_cleans_up_on_sigterm() -> None:
     assert returncode == 0
     assert not Path(root).exists()
     assert processes_mentioning(root) == []
+
+
+def test_prefect_can_keep_its_database_in_the_beds_postgresql() -> None:
+    """TestBed(prefect_on_postgres=True): Prefect's rows land in PostgreSQL, over TLS."""
+    from tests.testbed import TestBed
+
+    with TestBed(prefect_on_postgres=True) as bed:
+        with bed.prefect.client() as api:
+            api.post("/work_pools/", json={"name": "on-postgres", "type": "process"})
+            assert api.get("/work_pools/on-postgres").json()["name"] == "on-postgres"
+        with psycopg.connect(bed.postgres.dsn("prefect")) as conn:
+            row = conn.execute("SELECT count(*) FROM work_pool WHERE name = 'on-postgres'")
+            assert row.fetchone() == (1,)
