@@ -112,6 +112,12 @@ def test_operator_pod_is_restricted(variant: str) -> None:
     assert not {"hostNetwork", "hostPID", "hostIPC"} & set(pod)
 
 
+def test_image_by_tag_or_by_digest() -> None:
+    assert operator_container(render())["image"] == "contactsync/operator:0.1.0"
+    pinned = "contactsync/operator@sha256:" + "0" * 64
+    assert operator_container(render({"image": {"repository": pinned}}))["image"] == pinned
+
+
 def test_no_pod_disruption_budget_for_the_single_replica() -> None:
     """replicas is fixed at 1 (no peering): a PDB would only block node drains."""
     assert [d for d in render(FULL) if d["kind"] == "PodDisruptionBudget"] == []

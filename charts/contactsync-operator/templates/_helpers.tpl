@@ -25,8 +25,13 @@ app.kubernetes.io/part-of: contactsync
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
+{{/* repository:tag, or a repository given with its digest (NAME@sha256:...) as it is. */}}
 {{- define "contactsync.image" -}}
+{{- if contains "@" .Values.image.repository -}}
+{{- .Values.image.repository -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Where the operator's files from Secrets are mounted (read-only). */}}
