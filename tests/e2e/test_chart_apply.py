@@ -24,8 +24,19 @@ from .conftest import GROUP, PLURAL, VERSION
 
 DEPLOY = REPO / "deploy"
 ARGOCD = REPO / "argocd"
-# Objects other e2e modules share: left in place.
+# Objects other e2e modules share: left in place. Everything else is deleted, so
+# that no field stays owned by this test's field manager (a later server-side
+# apply of the same object with other values would conflict).
 SHARED = {"CustomResourceDefinition", "Namespace"}
+
+
+def owned(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        d
+        for d in docs
+        if d["kind"] not in SHARED
+        and (d["kind"], d["metadata"]["name"]) != ("ClusterRole", "contactsync-prefect-worker")
+    ]
 
 
 @pytest.fixture
@@ -65,9 +76,8 @@ def test_plain_manifests_apply_server_side(bed: TestBed, crd: None) -> None:
     try:
         assert len(stored(bed, docs, Path(bed.root) / "deploy-all.yaml")) == len(docs)
     finally:
-        owned = [d for d in docs if d["kind"] not in SHARED and "prefect-worker" not in str(d)]
         path = Path(bed.root) / "deploy-owned.yaml"
-        path.write_text(yaml.safe_dump_all(owned))
+        path.write_text(yaml.safe_dump_all(owned(docs)))
         bed.kube.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(path))
         bed.kube.kubectl("delete", "namespace", "contactsync-apps", "--wait=false")
 
@@ -90,8 +100,7 @@ def test_chart_applies_server_side(bed: TestBed, namespace: str, variant: str) -
     try:
         assert len(stored(bed, ours, Path(bed.root) / f"read-{namespace}.yaml")) == len(ours)
     finally:
-        mine = [d for d in ours if d["kind"] not in SHARED]
-        path.write_text(yaml.safe_dump_all(mine))
+        path.write_text(yaml.safe_dump_all(owned(ours)))
         bed.kube.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(path))
 
 
