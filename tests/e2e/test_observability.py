@@ -395,3 +395,12 @@ def test_a_deleted_contactsync_leaves_the_metrics(scene: Scene) -> None:
         "contactsync.dev", "v1alpha1", scene.namespace, "contactsyncs", "missing"
     )
     wait_for("the deleted object's series to go", lambda: 'name="missing"' not in scrape(scene))
+
+
+def test_liveness_reports_prefect_without_failing(scene: Scene) -> None:
+    """A Prefect outage shows in /healthz and the metrics, but never fails the
+    liveness probe: restarting the operator cannot fix Prefect."""
+    for operator, reachable in ((scene.a, True), (scene.b, False)):
+        health = httpx.get(f"http://127.0.0.1:{operator.liveness_port}/healthz", timeout=30)
+        assert health.status_code == 200
+        assert health.json()["prefect"] is reachable

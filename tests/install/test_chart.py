@@ -195,8 +195,12 @@ def test_operator_settings_read_the_rendered_environment(tmp_path: Path) -> None
         worker_image="contactsync/worker:0.1.0",
         worker_cluster_role="contactsync-prefect-worker",
         worker_api_secret="contactsync-prefect-api",
+        prefect_write_concurrency=2,
         resync_seconds=300.0,
         retry_seconds=15.0,
+        metrics_cert_file="/etc/contactsync/metrics-tls/tls.crt",
+        metrics_key_file="/etc/contactsync/metrics-tls/tls.key",
+        metrics_client_ca_file=env["CONTACTSYNC_METRICS_TLS_CLIENT_CA_FILE"],
     )
     # The metrics contract (issue 5): port, and TLS files from the mounted Secrets.
     assert env["CONTACTSYNC_METRICS_PORT"] == "8080"

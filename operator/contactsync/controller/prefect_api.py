@@ -84,6 +84,16 @@ class PrefectApi:
             raise RuntimeError(f"Prefect {operation}: HTTP {response.status_code}")
         return response.json() if response.content else None
 
+    def ping(self, timeout: float = 3.0) -> bool:
+        """Whether Prefect answers its health check now: one short call, no retries."""
+        try:
+            response = self._http.get("/health", timeout=timeout)
+        except httpx.HTTPError:
+            metrics.prefect_unreachable("health")
+            return False
+        metrics.prefect_answered("health", response.status_code)
+        return response.is_success
+
     # -- work pools --------------------------------------------------------------------
 
     def default_template(self, pool_type: str) -> Json:
