@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from contactsync.api.spec import ContactSyncSpec, SecretKeyRef, SecretRef
@@ -30,7 +30,7 @@ from .errors import SyncFailedError, failure_code
 from .keyring import KEYRING_KEY, Keyring
 from .prepare import COLUMNS, Preparer, PrepareSettings
 from .secrets import SecretStore
-from .sources import RawRecord
+from .sources import RawRecord, predates
 
 log = logging.getLogger("contactsync.engine")
 
@@ -229,23 +229,10 @@ def _run(
 
 
 def _newer_than(batch: list[RawRecord], since: datetime | None) -> list[RawRecord]:
-    """Drop records a file source returns although they predate the cursor."""
+    """Drop records a source returns although they predate the cursor."""
     if since is None:
         return batch
-    kept = []
-    for raw in batch:
-        value = raw.fields.get("updatedAt")
-        try:
-            if isinstance(value, str):
-                value = datetime.fromisoformat(value)
-            if isinstance(value, datetime):
-                value = value if value.tzinfo else value.replace(tzinfo=UTC)
-                if value < since:
-                    continue
-        except ValueError:
-            pass  # unparsable: validation rejects it with a reason code
-        kept.append(raw)
-    return kept
+    return [raw for raw in batch if not predates(raw.fields.get("updatedAt"), since)]
 
 
 # -- worker processes ------------------------------------------------------------
