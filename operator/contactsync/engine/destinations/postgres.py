@@ -52,18 +52,25 @@ def _bytea(value: bytes | None) -> str:
     return "\\N" if value is None else "\\\\x" + value.hex()
 
 
+_COLUMN_NAMES = tuple(COLUMNS.values())
+
+
 def encode(prepared: Prepared) -> EncodedBatch:
     """Turn prepared rows into COPY text; runs in the worker processes."""
     lines = []
     for row in prepared.rows:
+        values = row.values
         cells = [_text(row.external_id)]
-        for column in COLUMNS.values():
-            value = row.values[column]
+        for column in _COLUMN_NAMES:
+            value = values[column]
             cells.append(_bytea(value) if isinstance(value, bytes) else _text(value))
         cells += [
             _bytea(row.email_bidx),
             _bytea(row.phone_bidx),
-            _text(json.dumps(row.attributes, ensure_ascii=False, separators=(",", ":"))),
+            # Most contacts have no attributes: skip json.dumps for them.
+            _text(json.dumps(row.attributes, ensure_ascii=False, separators=(",", ":")))
+            if row.attributes
+            else "{}",
             row.updated_at.isoformat(),
             "t" if row.deleted else "f",
             _bytea(row.digest),
