@@ -248,15 +248,20 @@ class PostgresRun:
                 "), by_phone AS ("
                 "  SELECT phone_bidx, min(external_id) AS first FROM latest"
                 "  WHERE phone_bidx IS NOT NULL GROUP BY phone_bidx HAVING count(*) > 1"
+                # Stored matches by email or phone, looked up only for records
+                # whose own id is not stored (that match comes first).
+                "), unknown AS ("
+                "  SELECT l.email_bidx, l.phone_bidx FROM latest l"
+                "  WHERE NOT EXISTS (SELECT 1 FROM {t} d WHERE d.external_id = l.external_id)"
                 "), stored_email AS ("
                 "  SELECT x.email_bidx, min(x.external_id) AS id FROM {t} x"
                 "  WHERE x.deleted_at IS NULL AND x.email_bidx IN ("
-                "   SELECT email_bidx FROM latest WHERE email_bidx IS NOT NULL)"
+                "   SELECT email_bidx FROM unknown WHERE email_bidx IS NOT NULL)"
                 "  GROUP BY x.email_bidx"
                 "), stored_phone AS ("
                 "  SELECT x.phone_bidx, min(x.external_id) AS id FROM {t} x"
                 "  WHERE x.deleted_at IS NULL AND x.phone_bidx IN ("
-                "   SELECT phone_bidx FROM latest WHERE email_bidx IS NULL)"
+                "   SELECT phone_bidx FROM unknown WHERE email_bidx IS NULL)"
                 "  GROUP BY x.phone_bidx"
                 "), resolved AS ("
                 "  SELECT l.seq, l.external_id, l.updated_at, l.content_digest, l.deleted,"
@@ -286,7 +291,6 @@ class PostgresRun:
         winners = cur.rowcount
         cur.execute("ANALYZE winners")  # so the writes hash-join it to stage
         # 2. The delete guard, computed before anything is written.
-        live = _count(cur, sql.SQL("SELECT count(*) FROM {t} WHERE deleted_at IS NULL").format(t=t))
         flagged = _count(
             cur,
             sql.SQL(
@@ -304,6 +308,12 @@ class PostgresRun:
         if full:
             missing = _count(
                 cur, sql.SQL("SELECT count(*) FROM {t} d WHERE ").format(t=t) + missing_rows
+            )
+        # Counting the live contacts takes a scan: only needed when deleting.
+        live = 0
+        if flagged + missing:
+            live = _count(
+                cur, sql.SQL("SELECT count(*) FROM {t} WHERE deleted_at IS NULL").format(t=t)
             )
         if live and (flagged + missing) / live > max_delete_ratio:
             raise DeleteGuardError(
