@@ -278,6 +278,9 @@ def _prepared(
         return
     # forkserver: the parent may run threads (Prefect does); fork would copy their locks.
     context = multiprocessing.get_context("forkserver")
+    # The fork server imports the engine once and forks ready workers, rather
+    # than each worker importing it (most of a second of CPU each).
+    context.set_forkserver_preload([__name__])
     with ProcessPoolExecutor(
         workers,
         mp_context=context,
