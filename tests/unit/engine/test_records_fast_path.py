@@ -128,7 +128,7 @@ def test_contact_like_records(fields: dict[str, object], region: str) -> None:
     agree(fields, region)
 
 
-def test_the_benchmark_records_agree_and_take_the_fast_path(monkeypatch: object) -> None:
+def test_the_benchmark_records_agree_and_take_the_fast_path() -> None:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("engine_benchmark", BENCHMARKS / "engine.py")
