@@ -128,6 +128,8 @@ _OTHER_SPACE_CHARS = (
     "\t\n\x0b\x0c\r\x1c-\x1f\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _BAD_DECODE = re.compile(f"[{_BAD_DECODE_CHARS}]")
+# Lone surrogates and U+FFFD; the record model's fast path looks for them too.
+BAD_DECODE: Final = _BAD_DECODE
 _INVISIBLE = re.compile(f"[{_INVISIBLE_CHARS}]+")
 _WHITESPACE = re.compile(r"\s+")
 # Anything clean_text would change in a text with single inner spaces.

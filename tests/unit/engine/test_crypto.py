@@ -17,6 +17,7 @@ from contactsync.engine.crypto import (
     CryptoError,
     DecryptError,
     FieldCipher,
+    _hmac_states,
     envelope_key_id,
     reencrypt,
 )
@@ -354,3 +355,21 @@ def test_property_blind_index_deterministic_and_kind_separated(value: str, other
     assert INDEX.digest("email", value) != INDEX.digest("phone", value)
     if value != other:
         assert INDEX.digest("email", value) != INDEX.digest("email", other)
+
+
+@given(values=st.lists(st.text(), max_size=5))
+def test_property_digest_many_is_hmac_sha256(values: list[str]) -> None:
+    key = KEYRING.derive_key("blind-index/phone")
+    expected = [hmac.digest(key, value.encode(), "sha256") for value in values]
+    assert INDEX.digest_many("phone", values) == expected
+    assert [INDEX.digest("phone", value) for value in values] == expected
+
+
+@given(key=st.binary(max_size=130), value=st.binary(max_size=100))
+def test_property_precomputed_hmac_states_give_hmac_sha256(key: bytes, value: bytes) -> None:
+    inner, outer = _hmac_states(key)  # keys longer than a block are hashed first
+    mac = inner.copy()
+    mac.update(value)
+    result = outer.copy()
+    result.update(mac.digest())
+    assert result.digest() == hmac.digest(key, value, "sha256")

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from contactsync.engine.sources import RawRecord, Source
+from contactsync.engine.sources import RawRecord, Source, predates
 from contactsync.engine.sources.files import (
     ENCODING_INVALID,
     RECORD_MALFORMED,
@@ -655,3 +655,89 @@ def test_jsonl_arbitrary_lines_never_raise(lines: list[bytes]) -> None:
     for record in records:
         assert record.error is not None or isinstance(record.fields, dict)
         assert record.error is None or record.fields == {}
+
+
+# --- CSV: skipping records that predate `since` ---------------------------------------
+
+_SINCE = datetime(2024, 6, 1, tzinfo=UTC)
+_TIMES = st.sampled_from(
+    [
+        "2024-01-01T00:00:00Z",
+        "2024-12-01T00:00:00Z",
+        "2024-06-01T00:00:00Z",
+        "2024-05-31T23:59:59.999999",
+        "2024-06-01T01:00:00+02:00",
+        "2024-01-01",
+        "garbage",
+        "",
+        " 2024-01-01T00:00:00Z",
+    ]
+)
+
+
+@st.composite
+def _timed_csv(draw: st.DrawFn) -> bytes:
+    width, rows = draw(_csv_tables())
+    column = draw(st.integers(0, width - 1))
+    header = [f"attr.c{n}" for n in range(width)]
+    header[column] = "updatedAt"
+    for row in rows:
+        row[column] = draw(st.just("2024-01-01T00:00:00Z") | _TIMES | _CSV_TEXT)
+    quoting = draw(st.sampled_from(_QUOTINGS))
+    data = _write_csv(header, rows, ",", quoting).encode()
+    if draw(st.booleans()):  # LF line ends, damage, blank lines
+        data = data.replace(b"\r\n", b"\n")
+    for _ in range(draw(st.integers(0, 4))):
+        at = draw(st.integers(data.index(b"\n") + 1, len(data)))
+        noise = draw(st.sampled_from([b'"', b"\0", b"\xff", b"\r", b"\n", b",", b"\n\n", b"\r\n"]))
+        data = data[:at] + noise + data[at:]
+    return data
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_timed_csv(), batch_size=st.integers(1, 4))
+def test_csv_skips_exactly_what_the_engine_would_drop(data: bytes, batch_size: int) -> None:
+    everything = [
+        record
+        for batch in CsvSource(_opener(data), delimiter=",").batches(since=_SINCE, batch_size=50)
+        for record in batch
+    ]
+    kept = [
+        record
+        for batch in CsvSource(_opener(data), delimiter=",", skip_predating=True).batches(
+            since=_SINCE, batch_size=batch_size
+        )
+        for record in batch
+    ]
+    # Whatever is returned is returned unchanged, at its own position ...
+    by_position = {record.position: record for record in everything}
+    assert all(record == by_position[record.position] for record in kept)
+
+    # ... and after the engine's own filter (pipeline._newer_than) nothing differs.
+    def engine_filter(records: list[RawRecord]) -> list[RawRecord]:
+        return [r for r in records if not predates(r.fields.get("updatedAt"), _SINCE)]
+
+    assert _summary(engine_filter(kept)) == _summary(engine_filter(everything))
+
+
+def test_csv_skipping_keeps_positions_and_needs_since() -> None:
+    data = (
+        b"externalId,updatedAt\n"
+        b"a,2024-01-01T00:00:00Z\n"
+        b'"b",2024-01-01T00:00:00Z\n'  # quoted: returned, the engine decides
+        b"c,2025-01-01T00:00:00Z\n"
+        b"d,2024-01-01T00:00:00Z,extra\n"  # malformed: returned
+        b"e\rf,2024-01-01T00:00:00Z\n"  # a bare CR: malformed, returned
+        b"g,2024-01-01T00:00:00Z\r\n"  # CRLF is a line end: skipped
+        b"h,2025-01-01T00:00:00Z\r\n"
+    )
+    source = CsvSource(_opener(data), skip_predating=True)
+    [batch] = source.batches(since=_SINCE, batch_size=10)
+    assert _summary(batch) == [
+        (2, {"externalId": "b", "updatedAt": "2024-01-01T00:00:00Z"}),
+        (3, {"externalId": "c", "updatedAt": "2025-01-01T00:00:00Z"}),
+        (4, RECORD_MALFORMED),
+        (5, RECORD_MALFORMED),
+        (7, {"externalId": "h", "updatedAt": "2025-01-01T00:00:00Z"}),
+    ]
+    assert len(read_csv(data, skip_predating=True)) == 7  # no `since`, nothing skipped

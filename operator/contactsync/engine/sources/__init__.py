@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 
@@ -21,3 +21,19 @@ class RawRecord:
 
 class Source(Protocol):
     def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[list[RawRecord]]: ...
+
+
+def predates(value: object, since: datetime) -> bool:
+    """Whether an `updatedAt` value is certainly older than `since` (aware).
+
+    The engine drops such records in incremental runs. A naive time is UTC; an
+    unparsable value is not older: validation rejects it with a reason code.
+    """
+    try:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if isinstance(value, datetime):
+            return (value if value.tzinfo else value.replace(tzinfo=UTC)) < since
+    except ValueError:
+        pass
+    return False

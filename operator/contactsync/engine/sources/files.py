@@ -5,8 +5,12 @@ the file, so a 1 GB file reads in constant memory. They take an *opener*, a call
 returning a fresh binary stream (a local file from `open_path`, or an HTTPS response
 body the engine wires in), and open it once per `batches()` call.
 
-Neither source filters on `since`: a file carries no trustworthy change feed, so
-every record is returned and the engine filters on `updatedAt` itself.
+Neither source filters on `since` by default: a file carries no trustworthy change
+feed, so every record is returned and the engine filters on `updatedAt` itself. The
+engine builds its `CsvSource` with `skip_predating=True`, a shortcut that drops only
+records the engine would certainly drop: a line without quotes, with the header's
+number of cells, whose `updatedAt` cell `predates` `since`, is counted (positions do
+not shift) but never built into a record. Every other record is returned.
 
 Hostile input never raises and never shifts positions. A record the reader cannot
 decode becomes a `RawRecord` with EMPTY fields (the offending bytes go no further)
@@ -47,7 +51,7 @@ from itertools import chain, islice
 from os import PathLike
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
-from contactsync.engine.sources import RawRecord
+from contactsync.engine.sources import RawRecord, predates
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -288,7 +292,16 @@ class _CsvRecords:
     the consumer sets it to `_TAKEN` with each row it reads.
     """
 
-    __slots__ = ("_delimiter", "_lines", "_max_field", "_max_record", "_readline", "code")
+    __slots__ = (
+        "_delimiter",
+        "_lines",
+        "_max_field",
+        "_max_record",
+        "_readline",
+        "code",
+        "skip",
+        "skipped",
+    )
 
     def __init__(
         self,
@@ -304,6 +317,10 @@ class _CsvRecords:
         self._max_field = max_field
         self._max_record = max_record
         self.code: str | None = _TAKEN
+        # Whether to drop a record, given the text of a line without quotes (see
+        # `_predating`); the consumer adds `skipped` to its positions and zeroes it.
+        self.skip: Callable[[str], bool] | None = None
+        self.skipped = 0
 
     def texts(self) -> Iterator[str]:
         max_field, max_record = self._max_field, self._max_record
@@ -328,6 +345,9 @@ class _CsvRecords:
                     else:
                         if len(line) > max_field:
                             code = _CHECK_FIELDS
+                        elif self.skip is not None and _QUOTE not in line and self.skip(text):
+                            self.skipped += 1
+                            continue
             self.code = code
             yield text
             if self.code != _TAKEN:
@@ -373,6 +393,24 @@ def _sniff_delimiter(header: bytes) -> str:
     """
     bare = re.sub(rb'"[^"]*"', b"", header)
     return max((",", ";", "\t", "|"), key=lambda candidate: bare.count(candidate.encode()))
+
+
+def _predating(delimiter: str, width: int, column: int, since: datetime) -> Callable[[str], bool]:
+    """Whether a line without quotes is a record whose cell `column` predates `since`.
+
+    csv.reader splits such a line at every delimiter and nowhere else, so
+    `str.split` gives exactly its cells; a CR other than in the line end is left
+    to csv.reader, and so is a line with the wrong number of cells (malformed).
+    """
+
+    def skip(text: str) -> bool:
+        body = text[:-2] if text.endswith("\r\n") else text.removesuffix("\n")
+        if "\r" in body:
+            return False
+        cells = body.split(delimiter)
+        return len(cells) == width and predates(cells[column], since)
+
+    return skip
 
 
 def _column_name(cell: str) -> str:
@@ -430,6 +468,7 @@ class CsvSource:
         delimiter: str | None = None,
         max_field_bytes: int = 64 * 1024,
         max_record_bytes: int = 1024 * 1024,
+        skip_predating: bool = False,
     ) -> None:
         if encoding is not None:
             codecs.lookup(encoding)  # an unknown codec fails here, not mid-sync
@@ -447,17 +486,23 @@ class CsvSource:
         self._delimiter = delimiter
         self._max_field = max_field_bytes
         self._max_record = max_record_bytes
+        self._skip_predating = skip_predating
 
     def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[list[RawRecord]]:
-        """All records (`since` is the engine's to apply), `batch_size` at a time.
+        """The records, `batch_size` at a time: all of them, or, built with
+        `skip_predating`, all but plain lines that certainly predate `since` (see
+        the module docstring).
 
         Raises `CsvHeaderError` before the first batch when the header is unusable.
         """
         _check_limit("batch_size", batch_size)
         with _open_utf8(self._opener(), self._encoding) as stream:
-            yield from _batched(self._records(stream), batch_size)
+            skip_before = since if self._skip_predating else None
+            yield from _batched(self._records(stream, skip_before), batch_size)
 
-    def _records(self, stream: io.BufferedReader) -> Iterator[RawRecord]:
+    def _records(
+        self, stream: io.BufferedReader, skip_before: datetime | None
+    ) -> Iterator[RawRecord]:
         lines = iter(partial(stream.readline, self._max_record + 1), b"")
         first = next((line for line in lines if line not in (b"\n", b"\r\n")), b"")
         if not first:
@@ -466,6 +511,9 @@ class CsvSource:
         records = _CsvRecords(stream.readline, first, delimiter, self._max_field, self._max_record)
         reader = csv.reader(records.texts(), delimiter=delimiter)
         names = self._header(reader, records)
+        if skip_before is not None and "updatedAt" in names:
+            column = names.index("updatedAt")
+            records.skip = _predating(delimiter, len(names), column, skip_before)
         yield from self._rows(reader, records, names)
 
     def _header(self, reader: Iterator[list[str]], records: _CsvRecords) -> tuple[str, ...]:
@@ -490,7 +538,8 @@ class CsvSource:
                 for row in reader:
                     code = records.code
                     records.code = _TAKEN
-                    position += 1
+                    position += 1 + records.skipped
+                    records.skipped = 0
                     if code is not None or len(row) != width:
                         code = _row_reason(row, code, width, max_field)
                     if code is None:
@@ -505,7 +554,8 @@ class CsvSource:
                 # The reader resets itself; the next call starts on the next record.
                 reason = _csv_error_reason(error)
             records.code = _TAKEN
-            position += 1
+            position += 1 + records.skipped
+            records.skipped = 0
             yield RawRecord(position, {}, reason)
 
 

@@ -1,0 +1,143 @@
+"""validate_record's fast path answers exactly as the pydantic model does.
+
+`validate_record` calls the model's validator functions directly for plain
+records and leaves everything unusual to the model; `validate_record_by_model`
+always goes through the model. Both must give the same Contact (compared by
+repr, so time zones count) or the same reason codes, on generated records and
+on the benchmark's records; and the fast path must really answer the common
+case (otherwise it would be agreeing by never running).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contactsync.engine import records
+from contactsync.engine.records import validate_record, validate_record_by_model
+
+BENCHMARKS = Path(__file__).parents[3] / "benchmarks"
+
+
+def agree(fields: Mapping[str, object], region: str = "US") -> None:
+    fast = validate_record(fields, default_region=region)
+    reference = validate_record_by_model(fields, default_region=region)
+    assert repr(fast) == repr(reference)
+
+
+KEYS = [
+    "externalId",
+    "email",
+    "phone",
+    "firstName",
+    "lastName",
+    "company",
+    "jobTitle",
+    "updatedAt",
+    "deleted",
+    "attributes",
+    "attr.x",
+    "attr.y",
+    "first_name",
+]
+TEXT = st.text(max_size=12) | st.text(
+    st.sampled_from(" \t\n\u00a0\u200b\u0301\ufffdaA1<>&:;@.+-()é李\ud800"), max_size=12
+)
+EMAILS = st.sampled_from(
+    [
+        "jane@example.com",
+        "Jane.Doe@Example.COM",
+        "POSTMASTER@example.org",
+        "x@localhost",
+        "a@b.invalid",
+        "two@@example.com",
+        "no-at.example.com",
+        'quoted"@example.com',
+        "üser@exämple.de",
+        "a..b@example.com",
+        "a@xn--bcher-kva.example",
+        " padded@example.com ",
+        "x" * 250 + "@example.com",
+    ]
+)
+PHONES = st.sampled_from(
+    [
+        "+1 650-253-0000",
+        "(650) 253-0000",
+        "650.253.0000",
+        "+44 7911 123456",
+        "+49 1512 3456789",
+        "+33 6 12 34 56 78",
+        "12345",
+        "+1 800 FLOWERS",
+        "011 44 20 7946 0958",
+        "+999 123",
+        "  +1 (650) 253 0000  ",
+        "٠١٢٣",
+    ]
+)
+TIMES = st.sampled_from(
+    [
+        "2024-05-01T12:34:56Z",
+        "2024-05-01T12:34:56",
+        "2024-05-01T12:34:56+02:00",
+        "2024-05-01",
+        "0001-01-01T00:00+01:00",
+        "tuesday",
+        " 2024-05-01T12:34:56Z ",
+        "",
+    ]
+)
+DELETED = st.sampled_from(["", "true", "FALSE", "yes", "n", "1", "0", "maybe", " on "])
+SCALARS = st.none() | st.booleans() | st.integers(-2, 2) | st.floats(allow_nan=False)
+ANY = SCALARS | TEXT | st.dictionaries(st.text(max_size=4), SCALARS | TEXT, max_size=3)
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=6), ANY, max_size=12))
+def test_any_mapping(fields: dict[str, object]) -> None:
+    agree(fields)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "externalId": st.sampled_from(["crm-1", " crm-2 ", "", "x" * 129]) | TEXT,
+            "email": EMAILS | TEXT | st.none(),
+            "phone": PHONES | TEXT | st.none(),
+            "firstName": st.sampled_from(["Zoë", "<b>x</b>", "O'Brien", "x" * 101]) | TEXT,
+            "lastName": TEXT,
+            "company": st.sampled_from(["AT&T", "&lt;x", "javascript:x"]) | TEXT,
+            "jobTitle": TEXT | st.none(),
+            "updatedAt": TIMES | TEXT,
+            "deleted": DELETED | st.none() | TEXT,
+            "attr.tier": st.sampled_from(["gold", "", " "]) | TEXT,
+            "attributes": st.none()
+            | st.just("")
+            | st.dictionaries(st.text(max_size=3), TEXT | st.none(), max_size=3),
+        },
+    ),
+    st.sampled_from(["US", "GB", "DE", "BR"]),
+)
+def test_contact_like_records(fields: dict[str, object], region: str) -> None:
+    agree(fields, region)
+
+
+def test_the_benchmark_records_agree_and_take_the_fast_path() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("engine_benchmark", BENCHMARKS / "engine.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    answered = 0
+    for record in bench.records(3_000, changed=0.01):
+        agree(record)
+        answered += records._validate_fast(dict(record), "US") is not None
+    assert answered == 3_000
