@@ -124,6 +124,7 @@ def render(query: Query, out: Path, namespace: str, name: str, minutes: float) -
                     drawn = True
         if panel["type"] == "timeseries" and drawn:
             ax.legend(fontsize=8, loc="upper left")
+            ax.set_ylim(bottom=0)  # counts and rates: a zoomed-in axis would exaggerate noise
         if unit in ("s", "h") and drawn and panel["type"] != "stat":
             ax.set_xlabel({"s": "seconds", "h": "hours"}[unit])
         if drawn:
