@@ -190,20 +190,11 @@ def main() -> int:
                     NAMESPACE, ["warehouse", "crm-ca", f"{NAME}-keys"], secrets_dir
                 )
                 pool = get()["status"]["prefect"]["workPoolName"]
-                worker = start(
-                    [
-                        sys.executable,
-                        "-m",
-                        "prefect",
-                        "worker",
-                        "start",
-                        "--pool",
-                        pool,
-                        "--type",
-                        "process",
-                    ],
+                worker = bed.prefect.start_worker(
+                    pool,
+                    "process",
                     work / "worker.log",
-                    **common,
+                    PREFECT_SERVER_ANALYTICS_ENABLED="false",
                     CONTACTSYNC_SECRETS_DIR=str(secrets_dir),
                     PYTHONPATH=f"{REPO / 'operator'}:{REPO}",
                 )

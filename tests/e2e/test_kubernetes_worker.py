@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from typing import Any
 
 from kubernetes import client
@@ -24,27 +22,7 @@ def test_flow_run_becomes_a_restricted_job(bed: TestBed, operator: Operator) -> 
     operator.apply("crm", SPEC)
     operator.wait_condition("crm", "Ready", "True")
     pool = operator.get("crm")["status"]["prefect"]["workPoolName"]
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "worker",
-            "start",
-            "--pool",
-            pool,
-            "--type",
-            "kubernetes",
-        ],
-        env={
-            **os.environ,
-            "PREFECT_API_URL": bed.prefect.api_url,
-            "KUBECONFIG": str(bed.kube.kubeconfig),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    worker = bed.prefect.start_worker(pool, "kubernetes", KUBECONFIG=str(bed.kube.kubeconfig))
     try:
         operator.patch("crm", {"metadata": {"annotations": {"contactsync.dev/sync-now": "1"}}})
         batch = client.BatchV1Api(operator.api)

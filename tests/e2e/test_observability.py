@@ -28,7 +28,6 @@ import os
 import sqlite3
 import ssl
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -217,26 +216,8 @@ def scene(bed: TestBed, crd: None, tmp_path_factory: pytest.TempPathFactory) -> 
             )
             pool = a.get("good")["status"]["prefect"]["workPoolName"]
             processes.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "prefect",
-                        "worker",
-                        "start",
-                        "--pool",
-                        pool,
-                        "--type",
-                        "process",
-                    ],
-                    env={
-                        **os.environ,
-                        "PREFECT_API_URL": bed.prefect.api_url,
-                        "CONTACTSYNC_SECRETS_DIR": str(secrets_dir),
-                    },
-                    stdout=(root / "worker.log").open("wb"),
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
+                bed.prefect.start_worker(
+                    pool, "process", root / "worker.log", CONTACTSYNC_SECRETS_DIR=str(secrets_dir)
                 )
             )
             _request_sync(a, "good", "1")

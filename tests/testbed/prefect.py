@@ -5,6 +5,7 @@ off, on a free loopback port."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,6 +72,29 @@ class PrefectServer:
     def stop(self) -> None:
         if self._process is not None:
             self._process.stop()
+
+    def start_worker(
+        self, pool: str, worker_type: str, log: Path | None = None, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """A real `prefect worker start` polling `pool` on this server, in a session
+        of its own (stop it with os.killpg or terminate)."""
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "prefect",
+                "worker",
+                "start",
+                "--pool",
+                pool,
+                "--type",
+                worker_type,
+            ],
+            env={**os.environ, "PREFECT_API_URL": self.api_url, **env},
+            stdout=log.open("wb") if log else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.api_url, timeout=30)
