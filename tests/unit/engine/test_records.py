@@ -24,6 +24,7 @@ from contactsync.engine.records import (
     MAX_ORGANISATION,
     MAX_PHONE,
     MAX_RECORD_BYTES,
+    SCALAR_FIELDS,
     Contact,
     ContactIn,
     reasons_from,
@@ -463,19 +464,7 @@ def test_no_value_appears_in_the_models_error() -> None:
 
 # --- robustness ----------------------------------------------------------------------
 
-FIELD_NAMES = [
-    "externalId",
-    "email",
-    "phone",
-    "firstName",
-    "lastName",
-    "company",
-    "jobTitle",
-    "updatedAt",
-    "deleted",
-    "attributes",
-    "attr.x",
-]
+FIELD_NAMES = [*SCALAR_FIELDS, "attributes", "attr.x"]
 values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),

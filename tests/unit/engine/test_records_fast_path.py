@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contactsync.engine import records
-from contactsync.engine.records import validate_record, validate_record_by_model
+from contactsync.engine.records import SCALAR_FIELDS, validate_record, validate_record_by_model
 
 BENCHMARKS = Path(__file__).parents[3] / "benchmarks"
 
@@ -28,21 +28,7 @@ def agree(fields: Mapping[str, object], region: str = "US") -> None:
     assert repr(fast) == repr(reference)
 
 
-KEYS = [
-    "externalId",
-    "email",
-    "phone",
-    "firstName",
-    "lastName",
-    "company",
-    "jobTitle",
-    "updatedAt",
-    "deleted",
-    "attributes",
-    "attr.x",
-    "attr.y",
-    "first_name",
-]
+KEYS = [*SCALAR_FIELDS, "attributes", "attr.x", "attr.y", "first_name"]
 TEXT = st.text(max_size=12) | st.text(
     st.sampled_from(" \t\n\u00a0\u200b\u0301\ufffdaA1<>&:;@.+-()é李\ud800"), max_size=12
 )
