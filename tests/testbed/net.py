@@ -2,19 +2,50 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from .process import ManagedProcess
 
 
+_handed_out: set[int] = set()
+_PORT_FLOOR = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that
+    nothing else will take before its server binds it.
+
+    Ports come from below the kernel's ephemeral range: the kernel picks the
+    local port of every outgoing connection (this harness makes thousands) from
+    that range, so a port chosen there can be taken between choosing and a
+    server's bind, which failed CI once ("Port 51275 is already in use"). No
+    port is handed out twice in one process, so two servers never race for it.
+    """
+    ceiling = _ephemeral_low()
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(_PORT_FLOOR, ceiling)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free loopback port in [{_PORT_FLOOR}, {ceiling})")
 
 
 def wait_until(
