@@ -10,7 +10,6 @@ from pathlib import Path
 
 from .process import ManagedProcess
 
-
 _handed_out: set[int] = set()
 _PORT_FLOOR = 20000
 

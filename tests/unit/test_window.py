@@ -80,3 +80,16 @@ def test_longest_gap_work_is_bounded_for_a_minutely_schedule() -> None:
     # 5,000 fires (about 3.5 days) are enough to see a daily window.
     gap = longest_gap(Schedule(cron="* * * * *"), Window(start="09:00", end="17:00"), FRIDAY_NOON)
     assert gap == pytest.approx(16 * 3600 + 60)
+
+
+def test_equal_schedules_share_one_walk() -> None:
+    # Specs are frozen models: two objects built apart with the same schedule
+    # and window hit the same memo entry, so a burst of ContactSyncs with one
+    # schedule pays for walking its fires once.
+    longest_gap.cache_clear()
+    first, again = (
+        longest_gap(Schedule(cron="*/15 * * * *"), Window(start="01:00", end="05:00"), FRIDAY_NOON)
+        for _ in range(2)
+    )
+    assert again == first == pytest.approx(20.25 * 3600)  # 04:45 to 01:00
+    assert longest_gap.cache_info().hits == 1

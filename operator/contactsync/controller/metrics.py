@@ -181,7 +181,8 @@ class ContactSyncMetrics(Collector):
             watched.longest_gap, watched.suspended = None, False
             return
         watched.suspended = parsed.suspend
-        watched.longest_gap = longest_gap(parsed.schedule, parsed.window, self._clock())
+        hour = self._clock().replace(minute=0, second=0, microsecond=0)
+        watched.longest_gap = longest_gap(parsed.schedule, parsed.window, hour)
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
