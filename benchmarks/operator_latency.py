@@ -1008,7 +1008,7 @@ def measure(rig: Rig, configmaps: Mapping[str, tuple[float, float]]) -> None:
     print(
         f"\nPrefect's own scheduler (not the operator) had created {runs_at_ready} flow runs "
         f"when all were Ready, {scheduled_runs(rig.prefect_url)} at the end, for "
-        f"{len(deployments)} deployments: SQLite writes that compete with the operator's"
+        f"{len(deployments)} deployments: database writes that compete with the operator's"
     )
     report_process(rig, rss_all_ready)
     print(f"\n# {load()}")

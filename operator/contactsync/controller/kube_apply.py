@@ -19,6 +19,8 @@ from kubernetes.client.rest import ApiException
 
 from . import metrics
 
+CONFLICT_ATTEMPTS = 5
+
 
 @dataclass(frozen=True)
 class _Kind:
@@ -113,7 +115,23 @@ class KubeApplier:
             raise
 
     def ensure(self, desired: dict[str, Any], *, shared: bool = False) -> str:
-        """Create or patch; returns "created", "patched" or "unchanged"."""
+        """Create or patch; returns "created", "patched" or "unchanged".
+
+        Optimistic concurrency: a patch carries the resourceVersion it was
+        computed from, and a create or patch that lost a race (409: created or
+        changed meanwhile) starts again from a fresh read. Shared objects need
+        it: two reconciles adding their owner at once would each write a list
+        without the other's, and GC could later remove an object still in use.
+        """
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return self._ensure_once(desired, shared)
+            except ApiException as exc:
+                if exc.status != 409 or attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ensure_once(self, desired: dict[str, Any], shared: bool) -> str:
         kind, meta = desired["kind"], desired["metadata"]
         live = self.read(kind, meta["namespace"], meta["name"])
         if live is None:
@@ -131,12 +149,13 @@ class KubeApplier:
         # A JSON merge patch replaces lists whole, so an entry the desired state
         # dropped (an env variable after an upgrade) goes too; a strategic merge
         # would keep it and the object would never converge.
+        version = {"resourceVersion": live["metadata"]["resourceVersion"]}
         self._call(
             kind,
             "patch",
             meta["name"],
             meta["namespace"],
-            wanted,
+            {**wanted, "metadata": {**wanted["metadata"], **version}},
             _content_type="application/merge-patch+json",
         )
         self.writes += 1
