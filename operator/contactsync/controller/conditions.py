@@ -68,3 +68,17 @@ def transitions(
         for c in after
         if (old := get(before, c["type"])) is None or old.get("status") != c["status"]
     ]
+
+
+def newsworthy(
+    before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The transitions that get an Event: Ready and LastSyncSucceeded flips, and a
+    Stalled that starts or ends. A Stalled born False is no news: every healthy
+    object starts that way, and an Event each would double a burst's Events."""
+    return [
+        c
+        for c in transitions(before, after)
+        if c["type"] in ("Ready", "LastSyncSucceeded")
+        or (c["type"] == "Stalled" and (c["status"] == "True" or get(before, "Stalled")))
+    ]

@@ -17,7 +17,7 @@ import kopf
 from kubernetes import client, config
 
 from . import metrics
-from .conditions import set_condition, transitions
+from .conditions import newsworthy, set_condition
 from .kube_apply import KubeApplier
 from .prefect_api import PrefectApi, PrefectUnavailableError
 from .reconcile import Outcome, Reconciler
@@ -86,19 +86,14 @@ def _apply(outcome: Outcome, body: kopf.Body, patch: kopf.Patch) -> None:
 
 
 def _post_transitions(body: kopf.Body, before: list[Any], after: list[Any]) -> None:
-    for condition in transitions(before, after):
-        if condition["type"] in ("Ready", "Stalled", "LastSyncSucceeded"):
-            kind = (
-                "Normal"
-                if (condition["status"] == "True") != (condition["type"] == "Stalled")
-                else "Warning"
-            )
-            kopf.event(
-                body,
-                type=kind,
-                reason=condition["reason"],
-                message=f"{condition['type']}={condition['status']}: {condition['message']}",
-            )
+    for condition in newsworthy(before, after):
+        good = (condition["status"] == "True") != (condition["type"] == "Stalled")
+        kopf.event(
+            body,
+            type="Normal" if good else "Warning",
+            reason=condition["reason"],
+            message=f"{condition['type']}={condition['status']}: {condition['message']}",
+        )
 
 
 @kopf.on.resume(GROUP, VERSION, PLURAL)
