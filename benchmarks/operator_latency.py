@@ -545,6 +545,7 @@ class Operator:
             "CONTACTSYNC_METRICS_ADDRESS": "127.0.0.1",
             "CONTACTSYNC_BENCH_EXECUTOR_WORKERS": str(executor_workers or 0),
             "CONTACTSYNC_PREFECT_WRITE_CONCURRENCY": str(write_concurrency),
+            "MALLOC_ARENA_MAX": "2",  # as the operator image sets it
         }
         self.process = ManagedProcess(
             "operator",
