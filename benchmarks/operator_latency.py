@@ -1064,6 +1064,15 @@ def report_latency(
         f"target <= {TARGETS['all']:.0f}s: {verdict(total, TARGETS['all']) if all_ready else 'NO'}"
         f"  ({total / cr_wall:.0f}x the time to create them; {len(lag) / total:.1f} Ready/s)"
     )
+    # Prefect's server is one Python process (API and its scheduler in one
+    # interpreter): one core at most, whatever the operator does.
+    prefect = create.cpu.by_process.get("prefect server", 0.0) / n
+    print(
+        f"  floor: the Prefect server spent {1000 * prefect:.0f} ms CPU per ContactSync "
+        f"(its API and scheduler, one process, at most one core): of a burst of {n}, "
+        f"the median object waits >= {n / 2 * prefect:.1f}s for it, the last >= "
+        f"{n * prefect:.1f}s"
+    )
 
 
 def report_breakdown(

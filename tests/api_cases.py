@@ -207,11 +207,32 @@ INVALID = [
         pydantic="a jsonl source needs exactly one of url or path",
     ),
     Invalid(
-        "postgres source without table",
+        "postgres source without table or query",
         {"spec.source": {"type": "postgres", "dsnSecretRef": SECRET}},
         field="spec.source.table",
-        server="Required value: a postgres source needs dsnSecretRef and table",
-        pydantic="a postgres source needs dsnSecretRef and table",
+        server="a postgres source needs exactly one of table or query",
+        pydantic="a postgres source needs exactly one of table or query",
+    ),
+    Invalid(
+        "postgres source with both table and query",
+        {
+            "spec.source": {
+                "type": "postgres",
+                "dsnSecretRef": SECRET,
+                "table": "crm",
+                "query": "SELECT * FROM crm",
+            }
+        },
+        field="spec.source.table",
+        server="a postgres source needs exactly one of table or query",
+        pydantic="a postgres source needs exactly one of table or query",
+    ),
+    Invalid(
+        "postgres source without dsn",
+        {"spec.source": {"type": "postgres", "query": "SELECT * FROM crm"}},
+        field="spec.source.dsnSecretRef",
+        server="Required value: a postgres source needs dsnSecretRef",
+        pydantic="a postgres source needs dsnSecretRef",
     ),
     Invalid(
         "postgres destination without table",

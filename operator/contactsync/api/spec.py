@@ -204,15 +204,14 @@ class Source(Model):
             ),
             cel(
                 "self.type != 'postgres' || has(self.dsnSecretRef)",
-                "a postgres source needs dsnSecretRef and table",
+                "a postgres source needs dsnSecretRef",
                 field_path=".dsnSecretRef",
                 reason="FieldValueRequired",
             ),
             cel(
-                "self.type != 'postgres' || has(self.table)",
-                "a postgres source needs dsnSecretRef and table",
+                "self.type != 'postgres' || has(self.table) != has(self.query)",
+                "a postgres source needs exactly one of table or query",
                 field_path=".table",
-                reason="FieldValueRequired",
             ),
         )
     )
@@ -240,7 +239,12 @@ class Source(Model):
     dsn_secret_ref: SecretKeyRef | None = None
     """postgres: Secret key holding the connection URI."""
     table: Identifier | None = None
-    """postgres: table to read."""
+    """postgres: table to read, instead of query."""
+    query: Annotated[str, Field(min_length=1, max_length=16_384)] | None = None
+    """postgres: one SELECT to read from, instead of table. It runs in a read-only
+    transaction; its columns are matched by name (external_id, email, phone,
+    first_name, last_name, company, job_title, updated_at, deleted), and it must
+    return cursorColumn."""
     cursor_column: Identifier = "updated_at"
     """postgres: timestamp column that drives incremental reads."""
 
@@ -252,8 +256,10 @@ class Source(Model):
             raise ValueError(f"a {self.type} source needs exactly one of url or path")
         if self.type == "rest" and self.url is None:
             raise ValueError("a rest source needs url")
-        if self.type == "postgres" and (self.dsn_secret_ref is None or self.table is None):
-            raise ValueError("a postgres source needs dsnSecretRef and table")
+        if self.type == "postgres" and self.dsn_secret_ref is None:
+            raise ValueError("a postgres source needs dsnSecretRef")
+        if self.type == "postgres" and (self.table is None) == (self.query is None):
+            raise ValueError("a postgres source needs exactly one of table or query")
         return self
 
 

@@ -95,9 +95,10 @@ def build_source(spec: Source, secrets: SecretStore) -> SourceConnector:
             since_param=spec.since_param,
         )
     assert spec.dsn_secret_ref is not None
-    assert spec.table is not None
     conninfo = secure_conninfo(secrets.read(spec.dsn_secret_ref), spec.tls, secrets)
-    return PostgresSource(conninfo, table=spec.table, cursor_column=spec.cursor_column)
+    return PostgresSource(
+        conninfo, table=spec.table, query=spec.query, cursor_column=spec.cursor_column
+    )
 
 
 def build_destination(

@@ -223,3 +223,59 @@ def test_phone_matches_a_record_without_email(env: SyncEnv) -> None:
     summary = env.run(env.spec(csv_source(write_csv(env.root / "b.csv", [later]))))
     assert summary.updated == 1
     assert [r["external_id"] for r in env.rows()] == ["c1"]
+
+
+def test_postgres_source_reads_a_query_and_only_reads(env: SyncEnv) -> None:
+    with psycopg.connect(env.dsn) as conn:
+        conn.execute(
+            "CREATE TABLE people (id int, mail text, first text, changed timestamptz, note text)"
+        )
+        for n in range(1, 6):
+            conn.execute(
+                "INSERT INTO people VALUES (%s, %s, %s, now() - %s * interval '1 hour', '{x}')",
+                (n, f"q{n}@{'example.org' if n % 2 else 'example.net'}", f"F{n}", n),
+            )
+    (env.root / "secrets" / "crm-db").mkdir()
+    (env.root / "secrets" / "crm-db" / "dsn").write_text(env.dsn)
+
+    def source(query: str) -> dict[str, object]:
+        ref = {"name": "crm-db", "key": "dsn"}
+        return {"type": "postgres", "dsnSecretRef": ref, "query": query}
+
+    # Columns are renamed to the contact fields; a literal % and braces stay text.
+    summary = env.run(
+        env.spec(
+            source(
+                "SELECT 'p' || id AS external_id, mail AS email, first AS first_name, "
+                "changed AS updated_at FROM people WHERE mail LIKE '%example.org' "
+                "AND note = '{x}'"
+            )
+        )
+    )
+    assert (summary.read, summary.inserted) == (3, 3)
+    assert sorted(env.decrypt(row, "email") for row in env.rows()) == [
+        "q1@example.org",
+        "q3@example.org",
+        "q5@example.org",
+    ]
+
+    # A query that would write fails: a write through a function (the
+    # read-only transaction refuses it), a writing CTE, a second statement.
+    # The source is untouched and the destination gets nothing more.
+    with psycopg.connect(env.dsn) as conn:
+        conn.execute("CREATE SEQUENCE people_seq")
+    writers = {
+        "SELECT 'p' || nextval('people_seq') AS external_id, now() AS updated_at FROM people": (
+            "read-only transaction"
+        ),
+        "WITH gone AS (DELETE FROM people RETURNING id) "
+        "SELECT 'p' || id AS external_id, now() AS updated_at FROM gone": "data-modifying",
+        "SELECT now() AS updated_at; DELETE FROM people": "syntax error",
+    }
+    for query, refusal in writers.items():
+        with pytest.raises(psycopg.Error, match=refusal):
+            env.run(env.spec(source(query)))
+    with psycopg.connect(env.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM people").fetchone() == (5,)
+        assert conn.execute("SELECT is_called FROM people_seq").fetchone() == (False,)
+    assert len(env.rows()) == 3
