@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from contactsync.engine.crypto import DecryptError
+from contactsync.engine.destinations import postgres as pg_destination
 from contactsync.engine.errors import DeleteGuardError, SyncFailedError
 from tests.testbed import TestBed
 
@@ -279,3 +280,36 @@ def test_postgres_source_reads_a_query_and_only_reads(env: SyncEnv) -> None:
         assert conn.execute("SELECT count(*) FROM people").fetchone() == (5,)
         assert conn.execute("SELECT is_called FROM people_seq").fetchone() == (False,)
     assert len(env.rows()) == 3
+
+
+@pytest.mark.parametrize("bulk", [True, False])
+def test_a_first_load_builds_the_blind_indexes_afterwards(
+    env: SyncEnv, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    # Lowered threshold: the bulk path on a small load. The table exists but
+    # is empty (made by the destination's own DDL), as before a first sync.
+    monkeypatch.setattr(pg_destination, "BULK_LOAD_MIN", 5 if bulk else 10**9)
+    with psycopg.connect(env.dsn) as conn:
+        for statement in pg_destination.ddl("contacts", frozenset({"email"})):
+            conn.execute(statement)
+
+    def indexes() -> dict[str, tuple[int, str]]:
+        query = (
+            "SELECT indexrelid::regclass::text, indexrelid::int, pg_get_indexdef(indexrelid)"
+            " FROM pg_index WHERE indrelid = 'contacts'::regclass"
+        )
+        with psycopg.connect(env.dsn) as conn:
+            return {name: (oid, text) for name, oid, text in conn.execute(query).fetchall()}
+
+    before = indexes()
+    path = write_csv(env.root / "in.csv", [contact(n) for n in range(1, 9)])
+    assert env.run(env.spec(csv_source(path))).inserted == 8
+    after = indexes()
+    # The same indexes, defined the same way; rebuilt (new oids) only in bulk.
+    assert {n: d for n, (_, d) in after.items()} == {n: d for n, (_, d) in before.items()}
+    rebuilt = {n for n in after if after[n][0] != before[n][0]}
+    assert rebuilt == ({"contacts_email_bidx", "contacts_phone_bidx"} if bulk else set())
+    # And they serve the second-level match: a new source id with a stored email.
+    newer = contact(99, email="person.1@example.com", updatedAt="2025-05-01T00:00:00Z")
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "again.csv", [newer]))))
+    assert (summary.inserted, summary.updated) == (0, 1)
