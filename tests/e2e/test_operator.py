@@ -185,7 +185,7 @@ def test_missing_secret_reported_then_recovered(bed: TestBed, operator: Operator
     operator.wait_condition("crm", "Ready", "True", timeout=30)
 
 
-@pytest.mark.parametrize("what", ["child", "prefect-deployment", "work-pool"])
+@pytest.mark.parametrize("what", ["child", "prefect-deployment", "prefect-flow", "work-pool"])
 def test_drift_is_repaired(bed: TestBed, operator: Operator, what: str) -> None:
     ns = operator.namespace
     operator.secret("warehouse", {"dsn": "x"})
@@ -199,15 +199,22 @@ def test_drift_is_repaired(bed: TestBed, operator: Operator, what: str) -> None:
             lambda: not gone(lambda: core.read_namespaced_service_account("crm-sync", ns)),
             timeout=30,
         )
-    elif what == "prefect-deployment":
+    elif what in ("prefect-deployment", "prefect-flow"):
+        # Deleting the flow takes its deployments with it, and the operator,
+        # which remembers the flow's id, must notice and create both again.
         old = deployment(bed, ns, "crm")
         assert old is not None
         with bed.prefect.client() as api:
-            api.delete(f"/deployments/{old['id']}")
+            if what == "prefect-flow":
+                api.delete(f"/flows/{old['flow_id']}").raise_for_status()
+            else:
+                api.delete(f"/deployments/{old['id']}").raise_for_status()
         again = wait_for(
             "the deployment to come back", lambda: deployment(bed, ns, "crm"), timeout=30
         )
         assert again["id"] != old["id"]
+        if what == "prefect-flow":
+            assert again["flow_id"] != old["flow_id"]
         wait_for(
             "status to follow the new id",
             lambda: operator.get("crm")["status"]["prefect"]["deploymentId"] == again["id"],

@@ -45,6 +45,7 @@ class PrefectApi:
         self.calls: Counter[str] = Counter()
         self.writes = 0
         self._templates: dict[str, Json] = {}
+        self._flow_ids: dict[str, str] = {}
         self._write_gate = threading.BoundedSemaphore(write_concurrency)
 
     def close(self) -> None:
@@ -77,7 +78,10 @@ class PrefectApi:
         self, method: str, path: str, operation: str, *, absent_ok: bool = False, **kwargs: Any
     ) -> Any:
         """One call, decoded: the JSON body, or None for 404 where absence is an answer."""
-        response = self._call(method, path, operation, **kwargs)
+        return self._decoded(self._call(method, path, operation, **kwargs), operation, absent_ok)
+
+    @staticmethod
+    def _decoded(response: httpx.Response, operation: str, absent_ok: bool = False) -> Any:
         if absent_ok and response.status_code == 404:
             return None
         if response.is_error:
@@ -125,10 +129,14 @@ class PrefectApi:
     # -- flows and deployments -----------------------------------------------------------
 
     def flow_id(self, name: str) -> str:
-        flow = self._request("GET", f"/flows/name/{name}", "read_flow", absent_ok=True)
-        if flow is None:
-            flow = self._request("POST", "/flows/", "create_flow", json={"name": name})
-        return str(flow["id"])
+        """The flow's id, created if Prefect has none; looked up once, since a
+        flow outlives its deployments (create_deployment notices if it did not)."""
+        if name not in self._flow_ids:
+            flow = self._request("GET", f"/flows/name/{name}", "read_flow", absent_ok=True)
+            if flow is None:
+                flow = self._request("POST", "/flows/", "create_flow", json={"name": name})
+            self._flow_ids[name] = str(flow["id"])
+        return self._flow_ids[name]
 
     def read_deployment(self, flow: str, name: str) -> Json | None:
         deployment: Json | None = self._request(
@@ -136,8 +144,17 @@ class PrefectApi:
         )
         return deployment
 
-    def create_deployment(self, deployment: Json) -> Json:
-        created: Json = self._request("POST", "/deployments/", "create_deployment", json=deployment)
+    def create_deployment(self, flow: str, deployment: Json) -> Json:
+        """Create `deployment` of the flow named `flow`. A 409 with a remembered
+        flow id means the flow was deleted in Prefect (taking its deployments):
+        it is looked up (so created) again, once."""
+        for fresh in (flow not in self._flow_ids, True):
+            body = {**deployment, "flow_id": self.flow_id(flow)}
+            response = self._call("POST", "/deployments/", "create_deployment", json=body)
+            if response.status_code != 409 or fresh:
+                break
+            del self._flow_ids[flow]
+        created: Json = self._decoded(response, "create_deployment")
         return created
 
     def update_deployment(self, deployment_id: str, changes: Json) -> None:

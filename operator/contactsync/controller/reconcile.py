@@ -5,6 +5,8 @@ reads only, never a write."""
 from __future__ import annotations
 
 import base64
+import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +22,7 @@ from .kube_apply import KubeApplier
 from .prefect_api import PrefectApi, PrefectUnavailableError
 from .settings import Settings
 
+POOL_RECHECK = 10.0  # seconds
 PAUSE = "contactsync.dev/reconcile"
 SYNC_NOW = "contactsync.dev/sync-now"
 ROTATE_KEYS = "contactsync.dev/rotate-keys"
@@ -49,6 +52,11 @@ class Reconciler:
         self.kube = kube
         self.prefect = prefect
         self.settings = settings
+        # A work pool serves every ContactSync of its namespace: a burst of
+        # creates or resyncs reads it once per POOL_RECHECK, not once per
+        # object. Keyed by the whole desired pool, so a changed spec is
+        # applied at once; drift made in Prefect is repaired within that time.
+        self._pools_checked: dict[str, float] = {}
 
     def reconcile(self, body: Mapping[str, Any]) -> Outcome:
         meta, status = body["metadata"], dict(body.get("status") or {})
@@ -187,20 +195,23 @@ class Reconciler:
         pool = desired.work_pool(
             spec, meta["namespace"], pool_type, prefect.default_template(pool_type)
         )
-        live_pool = prefect.read_work_pool(pool["name"])
-        if live_pool is None:
-            prefect.create_work_pool({**pool, "description": "managed by contactsync-operator"})
-        elif drift := desired.work_pool_drift(pool, live_pool):
-            prefect.update_work_pool(pool["name"], drift)
+        checked = json.dumps(pool, sort_keys=True)
+        if time.monotonic() - self._pools_checked.get(checked, -POOL_RECHECK) >= POOL_RECHECK:
+            live_pool = prefect.read_work_pool(pool["name"])
+            if live_pool is None:
+                prefect.create_work_pool({**pool, "description": "managed by contactsync-operator"})
+            elif drift := desired.work_pool_drift(pool, live_pool):
+                prefect.update_work_pool(pool["name"], drift)
+            now = time.monotonic()
+            self._pools_checked = {
+                key: at for key, at in self._pools_checked.items() if now - at < POOL_RECHECK
+            }
+            self._pools_checked[checked] = now
         want = desired.prefect_deployment(meta, spec, self.settings)
         live = prefect.read_deployment(desired.FLOW_NAME, want["name"])
         if live is None:
             created = prefect.create_deployment(
-                {
-                    **want,
-                    "flow_id": prefect.flow_id(desired.FLOW_NAME),
-                    "enforce_parameter_schema": False,
-                }
+                desired.FLOW_NAME, {**want, "enforce_parameter_schema": False}
             )
             return pool["name"], created
         if drift := desired.deployment_drift(want, live):
@@ -238,4 +249,5 @@ class Reconciler:
             and not self.prefect.deployments_in_pool(pool)
         ):
             self.prefect.delete_work_pool(pool)
+            self._pools_checked.clear()  # a ContactSync created next must recreate it
         return [("Normal", "Deleted", f"Prefect deployment {name} removed")]
