@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client
@@ -99,3 +101,37 @@ def test_a_shared_object_keeps_every_owner_when_two_reconciles_race(
             c["uid"],
             b["uid"],
         ]
+
+
+def test_a_burst_of_reconciles_on_one_shared_object_all_succeed(
+    bed: TestBed, namespace: str
+) -> None:
+    # As in the operator: one applier, many handler threads, each adding its
+    # own owner to the same shared object at the same moment.
+    threads = 16
+    with bed.kube.api_client() as api:
+        core = client.CoreV1Api(api)
+        owners = []
+        for n in range(threads):
+            made = core.create_namespaced_config_map(
+                namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name=f"o{n}"))
+            )
+            owners.append(
+                {"apiVersion": "v1", "kind": "ConfigMap", "name": f"o{n}", "uid": made.metadata.uid}
+            )
+        kube = KubeApplier(api)
+        start = threading.Barrier(threads)
+
+        def reconcile(owner: dict[str, str]) -> str:
+            account = service_account(namespace, "workers")
+            account["metadata"]["ownerReferences"] = [owner]
+            start.wait()
+            return kube.ensure(account, shared=True)
+
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(reconcile, owners))  # raises if any failed
+        assert sorted(results) == ["created"] + ["patched"] * (threads - 1)
+        live = kube.read("ServiceAccount", namespace, "sync")
+        assert live is not None
+        kept = {o["uid"] for o in live["metadata"]["ownerReferences"]}
+        assert kept == {o["uid"] for o in owners}

@@ -9,7 +9,9 @@ are merged, never replaced: garbage collection removes them with their last owne
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -81,6 +83,8 @@ class KubeApplier:
             ),
         }
         self.writes = 0
+        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
+        self._locks_guard = threading.Lock()
 
     def _call(self, kind: str, verb: str, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """One API call, counted in the metrics when it fails (a read's 404 is an answer).
@@ -123,13 +127,23 @@ class KubeApplier:
         it: two reconciles adding their owner at once would each write a list
         without the other's, and GC could later remove an object still in use.
         """
-        for attempt in range(CONFLICT_ATTEMPTS):
-            try:
-                return self._ensure_once(desired, shared)
-            except ApiException as exc:
-                if exc.status != 409 or attempt == CONFLICT_ATTEMPTS - 1:
-                    raise
+        # The operator's own handler threads take turns on a shared object, so
+        # a burst of creates queues here instead of exhausting the attempts
+        # on conflicts with each other; a 409 then means another writer.
+        with self._lock_for(desired) if shared else contextlib.nullcontext():
+            for attempt in range(CONFLICT_ATTEMPTS):
+                try:
+                    return self._ensure_once(desired, shared)
+                except ApiException as exc:
+                    if exc.status != 409 or attempt == CONFLICT_ATTEMPTS - 1:
+                        raise
         raise AssertionError("unreachable")
+
+    def _lock_for(self, desired: dict[str, Any]) -> threading.Lock:
+        meta = desired["metadata"]
+        key = (desired["kind"], meta["namespace"], meta["name"])
+        with self._locks_guard:
+            return self._locks.setdefault(key, threading.Lock())
 
     def _ensure_once(self, desired: dict[str, Any], shared: bool) -> str:
         kind, meta = desired["kind"], desired["metadata"]
