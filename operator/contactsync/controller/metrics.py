@@ -138,7 +138,7 @@ def _timestamp(value: object) -> float | None:
 class _Watched:
     """What the metrics need of one ContactSync, and its run counters."""
 
-    metadata: Mapping[str, Any]
+    created: float | None
     status: Mapping[str, Any]
     generation: int = -1
     longest_gap: float | None = None
@@ -165,10 +165,13 @@ class ContactSyncMetrics(Collector):
         with self._lock:
             watched = self._watched.get(key)
             if watched is None:
-                watched = self._watched[key] = _Watched(dict(meta), status)
+                # Only what the metrics read: the metadata's managed fields
+                # and annotations would keep kilobytes alive per object.
+                created = _timestamp(meta.get("creationTimestamp"))
+                watched = self._watched[key] = _Watched(created, status)
                 tracked = status.get("trackedUntil")
                 watched.counted_until = parse_time(tracked) if tracked else None
-            watched.metadata, watched.status = dict(meta), status
+            watched.status = status
             generation = int(meta.get("generation") or 0)
             if generation != watched.generation:  # the schedule is re-read on spec changes only
                 watched.generation = generation
@@ -271,8 +274,8 @@ class ContactSyncMetrics(Collector):
                         condition.add_metric(
                             [*key, c["type"], value], 1.0 if c.get("status") == value else 0.0
                         )
-                if (at := _timestamp(w.metadata.get("creationTimestamp"))) is not None:
-                    created.add_metric(key, at)
+                if w.created is not None:
+                    created.add_metric(key, w.created)
                 if w.longest_gap is not None and not w.suspended:
                     gap.add_metric(key, w.longest_gap)
                 if (at := _timestamp(w.status.get("lastSuccessAt"))) is not None:
