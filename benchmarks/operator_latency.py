@@ -13,7 +13,8 @@ process. Then:
             server create latency); a first ContactSync (it creates the shared
             work pool and worker), then three more one at a time on the idle
             operator (the operator's floor latency per object)
-  create    N ContactSyncs created as fast as the API server accepts them;
+  create    N ContactSyncs created as fast as the API server accepts them
+            (or --rate per second: the latency at a sustained arrival rate);
             a watch records when each turns Ready=True
   resync    after all are Ready, a window of --cycles full resync rounds
             (every object's timer fired at least once per round)
@@ -688,17 +689,22 @@ def cpu() -> Cpu:
 
 
 def create_all(
-    names: list[str], create: Callable[[str], Any], concurrency: int
+    names: list[str], create: Callable[[str], Any], concurrency: int, rate: float = 0.0
 ) -> dict[str, tuple[float, float]]:
-    """Create every name through `concurrency` threads; (sent, returned) wall times each."""
+    """Create every name through `concurrency` threads, `rate` per second at most
+    (0: as fast as the API server accepts them); (sent, returned) wall times each."""
+    start = time.time()
 
-    def one(name: str) -> tuple[str, tuple[float, float]]:
+    def one(numbered: tuple[int, str]) -> tuple[str, tuple[float, float]]:
+        number, name = numbered
+        if rate:
+            time.sleep(max(0.0, start + number / rate - time.time()))
         sent = time.time()
         create(name)
         return name, (sent, time.time())
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        return dict(pool.map(one, names))
+        return dict(pool.map(one, enumerate(names)))
 
 
 def install(bed: TestBed) -> None:
@@ -741,7 +747,7 @@ def baseline_configmaps(
 
 
 def create_contactsyncs(
-    api: client.ApiClient, namespace: str, names: list[str], concurrency: int
+    api: client.ApiClient, namespace: str, names: list[str], concurrency: int, rate: float = 0.0
 ) -> dict[str, tuple[float, float]]:
     custom = client.CustomObjectsApi(api)
     return create_all(
@@ -750,6 +756,7 @@ def create_contactsyncs(
             GROUP, VERSION, namespace, PLURAL, contactsync(name)
         ),
         concurrency,
+        rate,
     )
 
 
@@ -886,6 +893,13 @@ def main() -> None:
     )
     parser.add_argument("--cycles", type=int, default=2, help="resync rounds to measure")
     parser.add_argument("--concurrency", type=int, default=8, help="threads creating objects")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="create at most this many ContactSyncs per second (default: a burst, as fast "
+        "as the API server accepts them)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0, help="max wait for all Ready")
     parser.add_argument(
         "--executor-workers",
@@ -985,7 +999,7 @@ def measure(rig: Rig, configmaps: Mapping[str, tuple[float, float]]) -> None:
 
     names = [f"cs-{i:04d}" for i in range(n)]
     span = Span(rig)
-    created = create_contactsyncs(rig.api, rig.namespace, names, args.concurrency)
+    created = create_contactsyncs(rig.api, rig.namespace, names, args.concurrency, args.rate)
     all_ready = watcher.wait_ready(names, args.timeout)
     last_ready = max((s.ready for x in names if (s := watcher.seen.get(x)) and s.ready), default=0)
     create = span.close((last_ready or time.time()) + 0.001)
