@@ -121,14 +121,14 @@ def advance(
     synced = [run for run in finished if run.result != SKIPPED]
     if synced:
         latest = synced[-1]
+        failure = latest.failure()
         changes["lastSync"] = latest.last_sync()
         changes["conditions"] = set_condition(
             list(status.get("conditions") or []),
             "LastSyncSucceeded",
-            "True" if latest.state == "COMPLETED" else "False",
-            latest.failure() or latest.state.capitalize(),
-            f"flow run {latest.id} {latest.state.lower()}"
-            + (f": {latest.failure()}" if latest.failure() else ""),
+            "True" if failure is None else "False",
+            failure or latest.state.capitalize(),
+            f"flow run {latest.id} {latest.state.lower()}" + (f": {failure}" if failure else ""),
             generation,
         )
     succeeded = [run for run in synced if run.state == "COMPLETED"]
