@@ -4,9 +4,9 @@ Envelope, version 1 (all lengths in bytes)::
 
     0x01 | n (1) | key id (n, ASCII) | nonce (12) | ciphertext (len(plaintext)) | tag (16)
 
-* The nonce is random per value (``os.urandom``). With random 96-bit nonces a
-  key must not encrypt more than about 2**32 values (NIST SP 800-38D); rotate
-  well before that.
+* The nonce is random per value, from the operating system's generator. With
+  random 96-bit nonces a key must not encrypt more than about 2**32 values
+  (NIST SP 800-38D); rotate well before that.
 * The associated data binds the value to where it belongs, so an envelope
   copied to another row, column or table fails to decrypt::
 
@@ -32,7 +32,6 @@ Errors never contain plaintext, record ids or key material.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import os
 import re
@@ -41,6 +40,8 @@ from typing import NoReturn
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from contactsync import _native
 
 from .keyring import Keyring
 
@@ -133,7 +134,7 @@ class FieldCipher:
     sealing a short value.
     """
 
-    __slots__ = ("_aeads", "_header", "_primary", "_primary_id")
+    __slots__ = ("_aeads", "_header", "_primary", "_primary_id", "_primary_key")
 
     def __init__(self, keyring: Keyring) -> None:
         self._aeads = {
@@ -143,6 +144,7 @@ class FieldCipher:
         kid = self._primary_id.encode("ascii")
         self._header = bytes((ENVELOPE_VERSION, len(kid))) + kid
         self._primary = self._aeads[kid]
+        self._primary_key = keyring.data_key(self._primary_id)
 
     @property
     def primary_id(self) -> str:
@@ -158,29 +160,23 @@ class FieldCipher:
     def encrypt_many(
         self, plaintexts: Sequence[str], *, table: str, column: str, record_ids: Sequence[str]
     ) -> list[bytes]:
-        """``encrypt`` for one column of a batch, about a third cheaper per value.
-
-        The saving comes from one ``os.urandom`` call for all nonces and from
-        the loop below doing inline what ``encrypt`` does through helpers.
+        """``encrypt`` for one column of a batch: the same envelopes, sealed in native
+        code (``contactsync._native``), about eight times cheaper per value than
+        one ``cryptography`` call each, whose per-call setup outweighs sealing a
+        short value. The tests open its envelopes with ``cryptography``.
         """
         _check_batch(plaintexts, record_ids)
-        nonces = os.urandom(NONCE_BYTES * len(plaintexts))
-        header = self._header
-        aad_prefix = header + _context(table, column)
-        seal = self._primary.encrypt
-        envelopes: list[bytes] = []
         try:
-            for i, (plaintext, record_id) in enumerate(zip(plaintexts, record_ids, strict=True)):
-                rid = record_id.encode("utf-8")
-                nonce = nonces[i * NONCE_BYTES : (i + 1) * NONCE_BYTES]
-                aad = aad_prefix + len(rid).to_bytes(4, "big") + rid
-                envelopes.append(header + nonce + seal(nonce, plaintext.encode("utf-8"), aad))
-        except UnicodeEncodeError:
-            failed = len(envelopes)
-        else:
-            return envelopes
-        # Outside the except block, so the UnicodeEncodeError (which holds the text) is dropped.
-        raise CryptoError(f"value #{failed}: plaintext or record id is not valid Unicode text")
+            return _native.seal_many(
+                self._primary_key,
+                self._header,
+                self._header + _context(table, column),
+                list(plaintexts),
+                list(record_ids),
+            )
+        except ValueError as exc:  # names the value's index, never its text
+            message = str(exc)
+        raise CryptoError(f"{message} (plaintext or record id)")
 
     def decrypt(self, envelope: bytes, *, table: str, column: str, record_id: str) -> str:
         """Open one envelope; ``DecryptError`` if it was altered, moved or its key is unknown."""
@@ -251,19 +247,6 @@ def reencrypt(
     return target.encrypt(plaintext, table=table, column=column, record_id=record_id)
 
 
-_SHA256_BLOCK = 64
-
-
-def _hmac_states(key: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
-    """SHA-256 after absorbing K^ipad and K^opad (RFC 2104), for HMAC-SHA256."""
-    if len(key) > _SHA256_BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(_SHA256_BLOCK, b"\0")
-    inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in key))
-    outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in key))
-    return inner, outer
-
-
 class BlindIndex:
     """Deterministic keyed digests of normalised values, for equality lookups."""
 
@@ -284,23 +267,16 @@ class BlindIndex:
         return hmac.digest(key, _utf8(normalized_value, "value"), "sha256")
 
     def digest_many(self, kind: str, normalized_values: Sequence[str]) -> list[bytes]:
-        """``digest`` for many values of one kind, with the key set up once.
-
-        The same HMAC-SHA256, computed from the two SHA-256 states the key
-        determines (RFC 2104: H(K^opad | H(K^ipad | m))), copied per value:
-        ``hmac.digest`` redoes that key setup for every value, which costs
-        more than hashing a short value.
+        """``digest`` for many values of one kind, in native code with the key
+        schedule done once: ``hmac.digest`` redoes it for every value, which
+        costs more than hashing a short value.
         """
         key = self._keys.get(kind) or self._derive(kind)
-        inner, outer = _hmac_states(key)
-        digests = []
-        for value in normalized_values:
-            mac = inner.copy()
-            mac.update(_utf8(value, "value"))
-            result = outer.copy()
-            result.update(mac.digest())
-            digests.append(result.digest())
-        return digests
+        try:
+            return _native.hmac_sha256_many(key, list(normalized_values))
+        except ValueError as exc:  # names the value's index, never its text
+            message = str(exc)
+        raise CryptoError(message)
 
     def _derive(self, kind: str) -> bytes:
         if not _KIND.fullmatch(kind):

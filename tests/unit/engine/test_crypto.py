@@ -17,7 +17,6 @@ from contactsync.engine.crypto import (
     CryptoError,
     DecryptError,
     FieldCipher,
-    _hmac_states,
     envelope_key_id,
     reencrypt,
 )
@@ -365,11 +364,35 @@ def test_property_digest_many_is_hmac_sha256(values: list[str]) -> None:
     assert [INDEX.digest("phone", value) for value in values] == expected
 
 
-@given(key=st.binary(max_size=130), value=st.binary(max_size=100))
-def test_property_precomputed_hmac_states_give_hmac_sha256(key: bytes, value: bytes) -> None:
-    inner, outer = _hmac_states(key)  # keys longer than a block are hashed first
-    mac = inner.copy()
-    mac.update(value)
-    result = outer.copy()
-    result.update(mac.digest())
-    assert result.digest() == hmac.digest(key, value, "sha256")
+@given(
+    values=st.lists(st.text(), max_size=5),
+    ids=st.lists(st.text(max_size=40), min_size=5, max_size=5),
+    table=st.text(max_size=20),
+)
+def test_property_batch_envelopes_open_with_cryptography(
+    values: list[str], ids: list[str], table: str
+) -> None:
+    """encrypt_many seals in native code: the reference library must open it byte for byte."""
+    ids = ids[: len(values)]
+    envelopes = CIPHER.encrypt_many(values, table=table, column="email", record_ids=ids)
+    header = bytes((1, len(b"k1-11111111"))) + b"k1-11111111"
+    for value, record_id, envelope in zip(values, ids, envelopes, strict=True):
+        assert envelope.startswith(header)
+        assert len(envelope) == len(header) + 12 + len(value.encode()) + 16
+
+        def prefixed(text: str) -> bytes:
+            return len(text.encode()).to_bytes(4, "big") + text.encode()
+
+        aad = header + prefixed(table) + prefixed("email") + prefixed(record_id)
+        nonce = envelope[len(header) : len(header) + 12]
+        opened = AESGCM(KEY_1).decrypt(nonce, envelope[len(header) + 12 :], aad)
+        assert opened.decode() == value
+        assert CIPHER.decrypt(envelope, table=table, column="email", record_id=record_id) == value
+
+
+def test_batch_refuses_a_lone_surrogate_in_a_record_id_by_index() -> None:
+    with pytest.raises(CryptoError, match="value #2") as caught:
+        CIPHER.encrypt_many(["a", "b", "c"], table="t", column="c", record_ids=["x", "y", "\udfff"])
+    assert "\udfff" not in str(caught.value)
+    with pytest.raises(CryptoError, match="value #1"):
+        INDEX.digest_many("email", ["a", "\ud800"])

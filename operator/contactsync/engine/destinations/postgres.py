@@ -23,6 +23,7 @@ from datetime import datetime
 import psycopg
 from psycopg import sql
 
+from contactsync import _native
 from contactsync.engine.prepare import COLUMNS, Prepared
 
 from ..errors import DeleteGuardError
@@ -31,7 +32,6 @@ from . import EncodedBatch, Encoder, WriteCounts
 log = logging.getLogger("contactsync.engine.postgres")
 
 STATE_TABLE = "contactsync_state"
-_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 _STAGE_COLUMNS = [
     "external_id",
     *COLUMNS.values(),
@@ -42,47 +42,38 @@ _STAGE_COLUMNS = [
     "deleted",
     "content_digest",
 ]
-
-
-def _text(value: str | None) -> str:
-    return "\\N" if value is None else value.translate(_ESCAPE)
-
-
-def _bytea(value: bytes | None) -> str:
-    return "\\N" if value is None else "\\\\x" + value.hex()
-
-
 _COLUMN_NAMES = tuple(COLUMNS.values())
 
 
 def encode(prepared: Prepared) -> EncodedBatch:
-    """Turn prepared rows into COPY text; runs in the worker processes."""
-    lines = []
-    for row in prepared.rows:
-        values = row.values
-        cells = [_text(row.external_id)]
-        for column in _COLUMN_NAMES:
-            value = values[column]
-            cells.append(_bytea(value) if isinstance(value, bytes) else _text(value))
-        cells += [
-            _bytea(row.email_bidx),
-            _bytea(row.phone_bidx),
+    """Turn prepared rows into COPY text; runs in the worker processes.
+
+    The encoding itself is native (``copy_text``: escaped text, hex bytea);
+    a test compares it with psycopg's own COPY through a real server.
+    """
+    rows = [
+        (
+            row.external_id,
+            *(row.values[column] for column in _COLUMN_NAMES),
+            row.email_bidx,
+            row.phone_bidx,
             # Most contacts have no attributes: skip json.dumps for them.
-            _text(json.dumps(row.attributes, ensure_ascii=False, separators=(",", ":")))
+            json.dumps(row.attributes, ensure_ascii=False, separators=(",", ":"))
             if row.attributes
             else "{}",
             row.updated_at.isoformat(),
-            "t" if row.deleted else "f",
-            _bytea(row.digest),
-        ]
-        lines.append("\t".join(cells))
+            row.deleted,
+            row.digest,
+        )
+        for row in prepared.rows
+    ]
     quarantine = [
-        f"{reject.position}\t{{{','.join(reject.reasons)}}}\t{_bytea(reject.envelope)}"
+        (str(reject.position), f"{{{','.join(reject.reasons)}}}", reject.envelope)
         for reject in prepared.rejected
     ]
     return EncodedBatch(
-        rows=("\n".join(lines) + "\n").encode() if lines else b"",
-        quarantine=("\n".join(quarantine) + "\n").encode() if quarantine else b"",
+        rows=_native.copy_text(rows),
+        quarantine=_native.copy_text(quarantine),
         seen_ids=[r.external_id for r in prepared.rejected if r.external_id is not None],
         valid=len(prepared.rows),
         rejected=len(prepared.rejected),
@@ -212,7 +203,7 @@ class PostgresRun:
                 statement = sql.SQL(
                     "COPY {q} (position, reasons, record, run_id, key_id) FROM STDIN"
                 ).format(q=sql.Identifier(f"{self.table}_quarantine"))
-                suffix = f"\t{_text(self.run_id)}\t{_text(self.key_id)}\n".encode()
+                suffix = b"\t" + _native.copy_text([(self.run_id, self.key_id)])
                 payload = b"".join(
                     line + suffix for line in batch.quarantine.rstrip(b"\n").split(b"\n")
                 )

@@ -1,0 +1,172 @@
+//! The sync engine's hot loops, over whole batches: sealing a column of values
+//! (AES-256-GCM envelopes), blind-index digests (HMAC-SHA256) and PostgreSQL
+//! COPY text encoding.
+//!
+//! Python keeps every decision (formats, keys, associated data, what is
+//! encrypted); this module only repeats a fixed operation per value, which in
+//! Python costs a call into `cryptography` or `hashlib` per value. The formats
+//! are those of `contactsync/engine/crypto.py` and the tests prove the two
+//! agree: envelopes sealed here open with `cryptography`, digests equal
+//! `hmac.digest`, rows equal psycopg's own COPY encoding.
+//!
+//! Errors never carry a value: they name the value's index in the batch only.
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyList, PyString};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
+
+const TAG_LEN: usize = 16;
+
+fn not_text(index: usize) -> PyErr {
+    PyValueError::new_err(format!("value #{index} is not valid Unicode text"))
+}
+
+fn utf8<'a>(value: &'a Bound<'_, PyAny>, index: usize) -> PyResult<&'a str> {
+    value.cast::<PyString>().map_err(|_| not_text(index))?.to_str().map_err(|_| not_text(index))
+}
+
+/// Seal each plaintext under `key` as `header | nonce | ciphertext | tag`, with
+/// the associated data `aad_prefix | u32be len(record id) | record id`.
+///
+/// Nonces are 96 random bits each, from the operating system's generator.
+#[pyfunction]
+fn seal_many<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    header: &[u8],
+    aad_prefix: &[u8],
+    plaintexts: &Bound<'py, PyList>,
+    record_ids: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let count = plaintexts.len();
+    if record_ids.len() != count {
+        return Err(PyValueError::new_err(format!(
+            "{count} values but {} record ids",
+            record_ids.len()
+        )));
+    }
+    let unbound = UnboundKey::new(&AES_256_GCM, key)
+        .map_err(|_| PyValueError::new_err("an AES-256-GCM key is 32 bytes"))?;
+    let aead = LessSafeKey::new(unbound);
+    let mut nonces = vec![0u8; NONCE_LEN * count];
+    SystemRandom::new()
+        .fill(&mut nonces)
+        .map_err(|_| PyValueError::new_err("the system's random generator failed"))?;
+    let mut aad = aad_prefix.to_vec();
+    let out = PyList::empty(py);
+    for (index, (plaintext, record_id)) in plaintexts.iter().zip(record_ids.iter()).enumerate() {
+        let text = utf8(&plaintext, index)?.as_bytes();
+        let rid = utf8(&record_id, index)?.as_bytes();
+        aad.truncate(aad_prefix.len());
+        aad.extend_from_slice(&(rid.len() as u32).to_be_bytes());
+        aad.extend_from_slice(rid);
+        let nonce: [u8; NONCE_LEN] = nonces[index * NONCE_LEN..(index + 1) * NONCE_LEN]
+            .try_into()
+            .expect("a nonce-sized slice");
+        let body = header.len() + NONCE_LEN;
+        let envelope = PyBytes::new_with(py, body + text.len() + TAG_LEN, |buffer| {
+            buffer[..header.len()].copy_from_slice(header);
+            buffer[header.len()..body].copy_from_slice(&nonce);
+            let (sealed, tag_out) = buffer[body..].split_at_mut(text.len());
+            sealed.copy_from_slice(text);
+            let tag = aead
+                .seal_in_place_separate_tag(
+                    Nonce::assume_unique_for_key(nonce),
+                    Aad::from(&aad[..]),
+                    sealed,
+                )
+                .map_err(|_| PyValueError::new_err(format!("value #{index} is too long")))?;
+            tag_out.copy_from_slice(tag.as_ref());
+            Ok(())
+        })?;
+        out.append(envelope)?;
+    }
+    Ok(out)
+}
+
+/// HMAC-SHA256 of each value's UTF-8 under `key`, the key schedule done once.
+#[pyfunction]
+fn hmac_sha256_many<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    values: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    let out = PyList::empty(py);
+    for (index, value) in values.iter().enumerate() {
+        let tag = hmac::sign(&key, utf8(&value, index)?.as_bytes());
+        out.append(PyBytes::new(py, tag.as_ref()))?;
+    }
+    Ok(out)
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_text(out: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+        out.extend_from_slice(bytes);
+        return;
+    }
+    for &b in bytes {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(b),
+        }
+    }
+}
+
+fn push_bytea(out: &mut Vec<u8>, data: &[u8]) {
+    // bytea's hex input form; its backslash is escaped for COPY.
+    out.extend_from_slice(b"\\\\x");
+    out.reserve(2 * data.len());
+    for &b in data {
+        out.push(HEX[usize::from(b >> 4)]);
+        out.push(HEX[usize::from(b & 15)]);
+    }
+}
+
+/// Rows as PostgreSQL COPY text: one line per row, cells separated by tabs.
+/// A cell is None (`\N`), str (escaped), bytes (bytea, hex) or bool (`t`/`f`).
+#[pyfunction]
+fn copy_text<'py>(py: Python<'py>, rows: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out: Vec<u8> = Vec::with_capacity(rows.len().unwrap_or(0) * 512);
+    for (index, row) in rows.try_iter()?.enumerate() {
+        let row = row?;
+        for (column, cell) in row.try_iter()?.enumerate() {
+            let cell = cell?;
+            if column > 0 {
+                out.push(b'\t');
+            }
+            if cell.is_none() {
+                out.extend_from_slice(b"\\N");
+            } else if let Ok(text) = cell.cast::<PyString>() {
+                push_text(&mut out, text.to_str().map_err(|_| not_text(index))?);
+            } else if let Ok(data) = cell.cast::<PyBytes>() {
+                push_bytea(&mut out, data.as_bytes());
+            } else if let Ok(flag) = cell.cast::<PyBool>() {
+                out.push(if flag.is_true() { b't' } else { b'f' });
+            } else {
+                return Err(PyValueError::new_err(format!(
+                    "row #{index}, cell #{column}: not None, str, bytes or bool"
+                )));
+            }
+        }
+        out.push(b'\n');
+    }
+    Ok(PyBytes::new(py, &out))
+}
+
+#[pymodule]
+fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_function(wrap_pyfunction!(seal_many, module)?)?;
+    module.add_function(wrap_pyfunction!(hmac_sha256_many, module)?)?;
+    module.add_function(wrap_pyfunction!(copy_text, module)?)?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+# The engine's hot loops, in native code (native/src/lib.rs): see that file.
+
+from collections.abc import Sequence
+
+def seal_many(
+    key: bytes, header: bytes, aad_prefix: bytes, plaintexts: list[str], record_ids: list[str]
+) -> list[bytes]: ...
+def hmac_sha256_many(key: bytes, values: list[str]) -> list[bytes]: ...
+def copy_text(rows: Sequence[tuple[str | bytes | bool | None, ...]]) -> bytes: ...
