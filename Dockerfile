@@ -7,14 +7,25 @@
 # (controller/desired.py and the chart run every pod as that user).
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
+ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
+
+FROM ${RUST_IMAGE} AS rust
 
 # -- build: the package (and, for the worker, prefect-kubernetes) into /opt/contactsync
 # The virtualenv gets no pip of its own: the build stage's pip installs into it.
+# cargo and a C compiler build the engine's native module (native/); they stay here.
 FROM ${PYTHON_IMAGE} AS build
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+ENV CARGO_HOME=/usr/local/cargo RUSTUP_HOME=/usr/local/rustup PATH=/usr/local/cargo/bin:$PATH
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 RUN python -m pip install --no-cache-dir --quiet "pip==26.3" \
  && python -m venv --without-pip /opt/contactsync
 COPY pyproject.toml constraints.txt README.md ./
+COPY native ./native
 COPY operator ./operator
 RUN python -m pip --python /opt/contactsync/bin/python install --no-cache-dir \
       -c constraints.txt .

@@ -69,9 +69,12 @@ def test_base_image_is_pinned_without_a_registry_host() -> None:
     image = args["PYTHON_IMAGE"]
     # A full version tag (not latest, not a floating minor) of the Python pyproject requires.
     assert re.fullmatch(r"python:3\.11\.\d+-slim-[a-z]+", image), image
-    assert "." not in image.split("/")[0].split(":")[0]  # no host part
+    # The Rust toolchain that builds native/ in the build stage, pinned the same way.
+    assert re.fullmatch(r"rust:\d+\.\d+\.\d+-slim-[a-z]+", args["RUST_IMAGE"])
+    for pinned in (image, args["RUST_IMAGE"]):
+        assert "." not in pinned.split("/")[0].split(":")[0]  # no host part
     external = {s.base for s in stages.values() if s.base not in stages}
-    assert external == {"${PYTHON_IMAGE}"}
+    assert external == {"${PYTHON_IMAGE}", "${RUST_IMAGE}"}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -107,7 +110,7 @@ def test_build_stage_installs_the_repository_with_constraints() -> None:
     }
     assert f'"{pinned["prefect-kubernetes"]}"' in worker
     ignored = (REPO / ".dockerignore").read_text()
-    for needed in ("pyproject.toml", "constraints.txt", "README.md", "operator/"):
+    for needed in ("pyproject.toml", "constraints.txt", "README.md", "operator/", "native/"):
         assert f"!{needed}" in ignored
 
 
