@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from .audit import records_digest, records_digest_key
 from .crypto import BlindIndex, FieldCipher
@@ -41,8 +42,7 @@ class PrepareSettings:
     run_id: str
 
 
-@dataclass(slots=True)
-class PreparedRow:
+class PreparedRow(NamedTuple):
     """One valid contact as destination values: ciphertext for encrypted fields."""
 
     external_id: str
@@ -68,11 +68,57 @@ class Rejected:
 
 @dataclass(slots=True)
 class Prepared:
-    rows: list[PreparedRow] = field(default_factory=list)
+    """A prepared batch. Valid rows are kept by column, the way they are built
+    (a batch call per encrypted column) and encoded: an object per row would
+    cost more than the rest of building it."""
+
+    external_ids: list[str] = field(default_factory=list)
+    values: dict[str, list[str | bytes | None]] = field(default_factory=dict)  # every column
+    email_bidx: list[bytes | None] = field(default_factory=list)
+    phone_bidx: list[bytes | None] = field(default_factory=list)
+    attributes: list[dict[str, str]] = field(default_factory=list)
+    updated_at: list[datetime] = field(default_factory=list)
+    deleted: list[bool] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)
     max_updated_at: datetime | None = None
     ids_digest: str = ""  # keyed digest of the ids of the valid records, for the audit log
+
+    @property
+    def valid(self) -> int:
+        return len(self.external_ids)
+
+    def rows(self) -> Iterator[PreparedRow]:
+        values = self.values
+        for i, external_id in enumerate(self.external_ids):
+            yield PreparedRow(
+                external_id,
+                {column: values[column][i] for column in COLUMNS.values()},
+                self.email_bidx[i],
+                self.phone_bidx[i],
+                self.attributes[i],
+                self.updated_at[i],
+                self.deleted[i],
+                self.digests[i],
+                self.positions[i],
+            )
+
+    @classmethod
+    def of(cls, rows: list[PreparedRow]) -> Prepared:
+        """A batch of the given rows (and no rejects)."""
+        return cls(
+            external_ids=[row.external_id for row in rows],
+            values={c: [row.values.get(c) for row in rows] for c in COLUMNS.values()},
+            email_bidx=[row.email_bidx for row in rows],
+            phone_bidx=[row.phone_bidx for row in rows],
+            attributes=[row.attributes for row in rows],
+            updated_at=[row.updated_at for row in rows],
+            deleted=[row.deleted for row in rows],
+            digests=[row.digest for row in rows],
+            positions=[row.position for row in rows],
+        )
 
 
 class Preparer:
@@ -107,36 +153,29 @@ class Preparer:
                     out.max_updated_at = result.updated_at
             else:
                 self._reject(out, raw, [str(reason) for reason in result])
-        out.rows = self._rows(contacts)
-        out.ids_digest = records_digest(self._digest_key, (row.external_id for row in out.rows))
+        self._columns(out, contacts)
+        out.ids_digest = records_digest(self._digest_key, out.external_ids)
         return out
 
-    def _rows(self, contacts: list[tuple[Contact, int]]) -> list[PreparedRow]:
-        """Encrypt and index a batch column by column: batch calls cost a third less."""
-        ids = [contact.external_id for contact, _ in contacts]
-        columns: dict[str, list[str | bytes | None]] = {}
+    def _columns(self, out: Prepared, contacts: list[tuple[Contact, int]]) -> None:
+        """Encrypt and index a batch column by column, a batch call each."""
+        ids = out.external_ids = [contact.external_id for contact, _ in contacts]
         for name, column in self._encrypted:
-            columns[column] = self._sealed([_FIELD[name](c) for c, _ in contacts], ids, column)
+            out.values[column] = self._sealed([_FIELD[name](c) for c, _ in contacts], ids, column)
         for name, column in self._plain:
-            columns[column] = [_FIELD[name](c) for c, _ in contacts]
+            out.values[column] = [_FIELD[name](c) for c, _ in contacts]
         # Matching ignores the case of the local part, which the stored value keeps.
-        emails = self._indexed("email", [c.email and c.email.lower() for c, _ in contacts])
-        phones = self._indexed("phone", [c.phone for c, _ in contacts])
+        out.email_bidx = self._indexed("email", [c.email and c.email.lower() for c, _ in contacts])
+        out.phone_bidx = self._indexed("phone", [c.phone for c, _ in contacts])
+        out.attributes = [dict(contact.attributes) for contact, _ in contacts]
+        out.updated_at = [contact.updated_at for contact, _ in contacts]
+        out.deleted = [contact.deleted for contact, _ in contacts]
         key = self._content_key
-        return [
-            PreparedRow(
-                external_id=contact.external_id,
-                values={column: values[i] for column, values in columns.items()},
-                email_bidx=emails[i],
-                phone_bidx=phones[i],
-                attributes=dict(contact.attributes),
-                updated_at=contact.updated_at,
-                deleted=contact.deleted,
-                digest=hashlib.blake2b(_canonical(contact), key=key, digest_size=16).digest(),
-                position=position,
-            )
-            for i, (contact, position) in enumerate(contacts)
+        out.digests = [
+            hashlib.blake2b(_canonical(contact), key=key, digest_size=16).digest()
+            for contact, _ in contacts
         ]
+        out.positions = [position for _, position in contacts]
 
     def _sealed(
         self, values: list[str | None], ids: list[str], column: str

@@ -149,7 +149,7 @@ def test_the_merge_agrees_with_the_reference(bed: TestBed, tmp_path: Path, full:
     with psycopg.connect(env.dsn, autocommit=True) as conn:
         for _ in range(60):
             stored = stored_rows(rng)
-            batch = encode(Prepared(rows=staged_rows(rng, stored)))
+            batch = encode(Prepared.of(staged_rows(rng, stored)))
             rejected = rng.sample(IDS, rng.randint(0, 2))
             batch.seen_ids = rejected
             for table in ("m_new", "m_ref"):

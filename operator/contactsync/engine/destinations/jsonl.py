@@ -31,7 +31,7 @@ def _b64(value: bytes | None) -> str | None:
 
 def encode(prepared: Prepared) -> EncodedBatch:
     lines = []
-    for row in prepared.rows:
+    for row in prepared.rows():
         document: dict[str, object] = {"externalId": row.external_id}
         for column, value in row.values.items():
             document[column] = _b64(value) if isinstance(value, bytes) else value
@@ -52,9 +52,9 @@ def encode(prepared: Prepared) -> EncodedBatch:
         rows="".join(line + "\n" for line in lines).encode(),
         quarantine="".join(line + "\n" for line in quarantine).encode(),
         seen_ids=[],
-        valid=len(prepared.rows),
+        valid=prepared.valid,
         rejected=len(prepared.rejected),
-        flagged_deleted=sum(1 for row in prepared.rows if row.deleted),
+        flagged_deleted=sum(prepared.deleted),
         reasons=prepared.reasons,
         max_updated_at=prepared.max_updated_at,
         ids_digest=prepared.ids_digest,

@@ -43,6 +43,7 @@ _STAGE_COLUMNS = [
     "content_digest",
 ]
 _COLUMN_NAMES = tuple(COLUMNS.values())
+_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def encode(prepared: Prepared) -> EncodedBatch:
@@ -51,22 +52,18 @@ def encode(prepared: Prepared) -> EncodedBatch:
     The encoding itself is native (``copy_text``: escaped text, hex bytea);
     a test compares it with psycopg's own COPY through a real server.
     """
-    rows = [
-        (
-            row.external_id,
-            *(row.values[column] for column in _COLUMN_NAMES),
-            row.email_bidx,
-            row.phone_bidx,
-            # Most contacts have no attributes: skip json.dumps for them.
-            json.dumps(row.attributes, ensure_ascii=False, separators=(",", ":"))
-            if row.attributes
-            else "{}",
-            row.updated_at.isoformat(),
-            row.deleted,
-            row.digest,
-        )
-        for row in prepared.rows
-    ]
+    rows = zip(
+        prepared.external_ids,
+        *(prepared.values[column] for column in _COLUMN_NAMES),
+        prepared.email_bidx,
+        prepared.phone_bidx,
+        # Most contacts have no attributes: skip json.dumps for them.
+        [_json(attributes) if attributes else "{}" for attributes in prepared.attributes],
+        [updated_at.isoformat() for updated_at in prepared.updated_at],
+        prepared.deleted,
+        prepared.digests,
+        strict=True,
+    )
     quarantine = [
         (str(reject.position), f"{{{','.join(reject.reasons)}}}", reject.envelope)
         for reject in prepared.rejected
@@ -75,7 +72,7 @@ def encode(prepared: Prepared) -> EncodedBatch:
         rows=_native.copy_text(rows),
         quarantine=_native.copy_text(quarantine),
         seen_ids=[r.external_id for r in prepared.rejected if r.external_id is not None],
-        valid=len(prepared.rows),
+        valid=prepared.valid,
         rejected=len(prepared.rejected),
         reasons=prepared.reasons,
         max_updated_at=prepared.max_updated_at,
