@@ -25,7 +25,11 @@ fn not_text(index: usize) -> PyErr {
 }
 
 fn utf8<'a>(value: &'a Bound<'_, PyAny>, index: usize) -> PyResult<&'a str> {
-    value.cast::<PyString>().map_err(|_| not_text(index))?.to_str().map_err(|_| not_text(index))
+    value
+        .cast::<PyString>()
+        .map_err(|_| not_text(index))?
+        .to_str()
+        .map_err(|_| not_text(index))
 }
 
 /// Seal each plaintext under `key` as `header | nonce | ciphertext | tag`, with
@@ -107,7 +111,10 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn push_text(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
-    if !bytes.iter().any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r')) {
+    if !bytes
+        .iter()
+        .any(|b| matches!(b, b'\\' | b'\t' | b'\n' | b'\r'))
+    {
         out.extend_from_slice(bytes);
         return;
     }
@@ -163,10 +170,123 @@ fn copy_text<'py>(py: Python<'py>, rows: &Bound<'py, PyAny>) -> PyResult<Bound<'
     Ok(PyBytes::new(py, &out))
 }
 
+/// A UTC instant as (year, month, day, hour, minute, second, microsecond):
+/// tuples order as the instants do.
+type Instant = (u16, u8, u8, u8, u8, u8, u32);
+
+fn digits(text: &[u8]) -> Option<u32> {
+    text.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
+}
+
+/// The instant of a timestamp in the one shape CSV exports mostly use,
+/// `YYYY-MM-DDTHH:MM:SS[.fff|.ffffff][Z|+00:00]` (no suffix: UTC), or None for
+/// anything else, which is then left to Python's `datetime.fromisoformat`.
+fn utc_instant(text: &[u8]) -> Option<Instant> {
+    if text.len() < 19 || text[4] != b'-' || text[7] != b'-' || text[10] != b'T' {
+        return None;
+    }
+    if text[13] != b':' || text[16] != b':' {
+        return None;
+    }
+    let year = digits(&text[0..4])?;
+    let (month, day) = (digits(&text[5..7])?, digits(&text[8..10])?);
+    let (hour, minute, second) = (
+        digits(&text[11..13])?,
+        digits(&text[14..16])?,
+        digits(&text[17..19])?,
+    );
+    let mut rest = &text[19..];
+    let mut micro = 0;
+    if let Some(fraction) = rest.strip_prefix(b".") {
+        let width = fraction.iter().take_while(|b| b.is_ascii_digit()).count();
+        if width != 3 && width != 6 {
+            return None;
+        }
+        micro = digits(&fraction[..width])? * if width == 3 { 1000 } else { 1 };
+        rest = &fraction[width..];
+    }
+    if !matches!(rest, b"" | b"Z" | b"+00:00") {
+        return None;
+    }
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if year == 0 || day == 0 || day > days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some((
+        year as u16,
+        month as u8,
+        day as u8,
+        hour as u8,
+        minute as u8,
+        second as u8,
+        micro,
+    ))
+}
+
+/// How far a CSV source may skip ahead in an incremental run: the byte length
+/// and the number of the leading complete lines of `data` that are each
+/// certainly a record older than `since` (or blank: skipped, not counted).
+///
+/// Such a line is at most `max_line` bytes with its line end, valid UTF-8 with
+/// no quote, NUL or inner CR, has exactly `width` cells, and its cell `column`
+/// holds a timestamp `utc_instant` reads as before `since`. The first line that
+/// is anything else stops the scan: the Python reader decides it. So this only
+/// ever skips lines the Python reader would skip too (the tests compare them).
+#[pyfunction]
+fn skip_predating(
+    data: &[u8],
+    delimiter: u8,
+    width: usize,
+    column: usize,
+    max_line: usize,
+    since: Instant,
+) -> (usize, usize) {
+    let (mut consumed, mut skipped) = (0, 0);
+    while let Some(end) = data[consumed..].iter().position(|&b| b == b'\n') {
+        let line = &data[consumed..consumed + end + 1];
+        let body = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line);
+        if body.is_empty() {
+            consumed += line.len();
+            continue;
+        }
+        if line.len() > max_line
+            || body.iter().any(|&b| matches!(b, b'"' | b'\0' | b'\r'))
+            || std::str::from_utf8(body).is_err()
+        {
+            break;
+        }
+        let cells: Vec<&[u8]> = body.split(|&b| b == delimiter).collect();
+        match (cells.len() == width)
+            .then(|| utc_instant(cells[column]))
+            .flatten()
+        {
+            Some(instant) if instant < since => {
+                consumed += line.len();
+                skipped += 1;
+            }
+            _ => break,
+        }
+    }
+    (consumed, skipped)
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(seal_many, module)?)?;
     module.add_function(wrap_pyfunction!(hmac_sha256_many, module)?)?;
     module.add_function(wrap_pyfunction!(copy_text, module)?)?;
+    module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
     Ok(())
 }

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from contactsync import _native
 from contactsync.engine.sources import RawRecord, Source, predates
 from contactsync.engine.sources.files import (
     ENCODING_INVALID,
@@ -24,6 +25,7 @@ from contactsync.engine.sources.files import (
     CsvHeaderError,
     CsvSource,
     JsonlSource,
+    _predating,
     open_path,
 )
 
@@ -666,6 +668,10 @@ _TIMES = st.sampled_from(
         "2024-12-01T00:00:00Z",
         "2024-06-01T00:00:00Z",
         "2024-05-31T23:59:59.999999",
+        "2024-05-31T23:59:59.999+00:00",
+        "2024-05-31T23:59:59.9Z",
+        "2024-02-30T00:00:00Z",
+        "2024-01-01 00:00:00Z",
         "2024-06-01T01:00:00+02:00",
         "2024-01-01",
         "garbage",
@@ -741,3 +747,78 @@ def test_csv_skipping_keeps_positions_and_needs_since() -> None:
         (7, {"externalId": "h", "updatedAt": "2025-01-01T00:00:00Z"}),
     ]
     assert len(read_csv(data, skip_predating=True)) == 7  # no `since`, nothing skipped
+
+
+# --- CSV: the native skip-ahead ---------------------------------------------------
+
+
+def _instant(moment: datetime) -> tuple[int, int, int, int, int, int, int]:
+    m = moment.astimezone(UTC)
+    return (m.year, m.month, m.day, m.hour, m.minute, m.second, m.microsecond)
+
+
+def _native_skips(cell: str, since: datetime) -> bool:
+    line = f"x,{cell},y\n".encode()
+    consumed, skipped = _native.skip_predating(line, ord(","), 3, 1, 1000, _instant(since))
+    assert consumed == (len(line) if skipped else 0)
+    return skipped == 1
+
+
+_MOMENTS = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23))
+_SHAPES = st.sampled_from(["%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.{ms}"])
+_SUFFIXES = st.sampled_from(["", "Z", "+00:00", "+01:00", "-00:00", "z", " "])
+
+
+@given(moment=_MOMENTS, since=_MOMENTS, shape=_SHAPES, suffix=_SUFFIXES)
+def test_native_skip_agrees_with_predates_on_timestamps(
+    moment: datetime, since: datetime, shape: str, suffix: str
+) -> None:
+    cell = moment.strftime(shape).replace("{ms}", f"{moment.microsecond // 1000:03d}") + suffix
+    since = since.replace(tzinfo=UTC)
+    skips = _native_skips(cell, since)
+    if skips:  # never more than Python ...
+        assert predates(cell, since)
+    if suffix in ("", "Z", "+00:00") and moment.year >= 1000:  # ... and all of its own shape
+        assert skips == predates(cell, since)
+
+
+@given(cell=st.text(max_size=40), since=_MOMENTS)
+def test_native_skip_never_skips_what_predates_keeps(cell: str, since: datetime) -> None:
+    since = since.replace(tzinfo=UTC)
+    if "\n" not in cell and "," not in cell and _native_skips(cell, since):
+        assert predates(cell, since)
+
+
+@given(data=_timed_csv(), cut=st.integers(0, 2000))
+def test_native_skip_ahead_skips_a_subset_of_what_python_skips(data: bytes, cut: int) -> None:
+    """Line by line, whatever the native scan consumes, the Python reader skips too."""
+    header, _, body = data.partition(b"\n")
+    names = header.decode("utf-8", "replace").split(",")
+    if "updatedAt" not in names:
+        return
+    width, column = len(names), names.index("updatedAt")
+    chunk = body[:cut]
+    consumed, skipped = _native.skip_predating(
+        chunk, ord(","), width, column, 64 * 1024, _instant(_SINCE)
+    )
+    lines = chunk[:consumed].splitlines(keepends=True)
+    assert all(line.endswith(b"\n") for line in lines)
+    python_skip = _predating(",", width, column, _SINCE)
+    counted = 0
+    for line in lines:
+        if line in (b"\n", b"\r\n"):
+            continue
+        assert b'"' not in line
+        assert python_skip(line.decode("utf-8"))
+        counted += 1
+    assert counted == skipped
+
+
+def test_native_skip_ahead_skips_a_whole_run_of_old_lines() -> None:
+    old = b"".join(b"id%d,2024-01-01T00:00:00.123Z\n" % n for n in range(1000))
+    data = old + b"new,2024-07-01T00:00:00Z\n" + old
+    consumed, skipped = _native.skip_predating(data, ord(","), 2, 1, 1000, _instant(_SINCE))
+    assert (consumed, skipped) == (len(old), 1000)
+    source = CsvSource(_opener(b"externalId,updatedAt\n" + data), skip_predating=True)
+    [batch] = source.batches(since=_SINCE, batch_size=10)
+    assert _summary(batch) == [(1001, {"externalId": "new", "updatedAt": "2024-07-01T00:00:00Z"})]
