@@ -243,7 +243,12 @@ class PostgresRun:
                 "CREATE TEMP TABLE winners ON COMMIT DROP AS "
                 # A group of one is its own first: only shared emails and phones
                 # need an entry (the COALESCE below then falls to the own id).
-                "WITH by_email AS ("
+                # Each record's own stored row, probed once (the probes are most
+                # of an incremental run's merge).
+                "WITH probed AS MATERIALIZED ("
+                "  SELECT l.*, d.external_id AS stored_id FROM latest l"
+                "  LEFT JOIN {t} d ON d.external_id = l.external_id"
+                "), by_email AS ("
                 "  SELECT email_bidx, min(external_id) AS first FROM latest"
                 "  WHERE email_bidx IS NOT NULL GROUP BY email_bidx HAVING count(*) > 1"
                 "), by_phone AS ("
@@ -252,8 +257,7 @@ class PostgresRun:
                 # Stored matches by email or phone, looked up only for records
                 # whose own id is not stored (that match comes first).
                 "), unknown AS ("
-                "  SELECT l.email_bidx, l.phone_bidx FROM latest l"
-                "  WHERE NOT EXISTS (SELECT 1 FROM {t} d WHERE d.external_id = l.external_id)"
+                "  SELECT email_bidx, phone_bidx FROM probed WHERE stored_id IS NULL"
                 "), stored_email AS ("
                 "  SELECT x.email_bidx, min(x.external_id) AS id FROM {t} x"
                 "  WHERE x.deleted_at IS NULL AND x.email_bidx IN ("
@@ -267,14 +271,13 @@ class PostgresRun:
                 "), resolved AS ("
                 "  SELECT l.seq, l.external_id, l.updated_at, l.content_digest, l.deleted,"
                 "   COALESCE("
-                "    d.external_id,"
+                "    l.stored_id,"
                 "    se.id,"
                 "    CASE WHEN l.email_bidx IS NULL THEN sp.id END,"
                 "    CASE WHEN l.email_bidx IS NOT NULL THEN be.first"
                 "         WHEN l.phone_bidx IS NOT NULL THEN bp.first END,"
                 "    l.external_id) AS target_id"
-                "  FROM latest l"
-                "  LEFT JOIN {t} d ON d.external_id = l.external_id"
+                "  FROM probed l"
                 "  LEFT JOIN stored_email se ON se.email_bidx = l.email_bidx"
                 "  LEFT JOIN stored_phone sp ON sp.phone_bidx = l.phone_bidx"
                 "  LEFT JOIN by_email be ON be.email_bidx = l.email_bidx"
