@@ -241,13 +241,13 @@ class PostgresRun:
         cur.execute(
             sql.SQL(
                 "CREATE TEMP TABLE winners ON COMMIT DROP AS "
-                # A group of one is its own first: only shared emails and phones
-                # need an entry (the COALESCE below then falls to the own id).
                 # Each record's own stored row, probed once (the probes are most
                 # of an incremental run's merge).
                 "WITH probed AS MATERIALIZED ("
                 "  SELECT l.*, d.external_id AS stored_id FROM latest l"
                 "  LEFT JOIN {t} d ON d.external_id = l.external_id"
+                # A group of one is its own first: only shared emails and phones
+                # need an entry (the COALESCE below then falls to the own id).
                 "), by_email AS ("
                 "  SELECT email_bidx, min(external_id) AS first FROM latest"
                 "  WHERE email_bidx IS NOT NULL GROUP BY email_bidx HAVING count(*) > 1"
