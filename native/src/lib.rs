@@ -13,7 +13,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyList, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple, PyTzInfo};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -282,11 +282,289 @@ fn skip_predating(
     (consumed, skipped)
 }
 
+// -- validation of plain records ------------------------------------------------
+
+/// Printable ASCII with single inner spaces and none at either end: the text
+/// `clean_text` returns unchanged (ASCII is always NFC).
+fn clean_ascii(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().all(|b| (0x20..0x7f).contains(b))
+        && bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
+        && !bytes.windows(2).any(|pair| pair == b"  ")
+}
+
+const ATEXT_SPECIALS: &[u8] = b"!#$%&'*+/=?^_`{|}~-";
+
+fn is_atext(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || ATEXT_SPECIALS.contains(&b)
+}
+
+fn is_label(label: &[u8]) -> bool {
+    (1..=63).contains(&label.len())
+        && label[0].is_ascii_alphanumeric()
+        && label[label.len() - 1].is_ascii_alphanumeric()
+        && label
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+fn is_tld(label: &[u8]) -> bool {
+    (1..=63).contains(&label.len())
+        && label[label.len() - 1].is_ascii_alphabetic()
+        && (label.len() == 1 || label[0].is_ascii_alphanumeric())
+        && label
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Each value of a ContactSync record the native path decides, in the order of
+/// `records.Contact`; a bit set in the pending mask leaves that text field to
+/// Python, as given.
+const EMAIL: usize = 0;
+const TEXT_FIELDS: [&str; 6] = [
+    "email",
+    "phone",
+    "firstName",
+    "lastName",
+    "company",
+    "jobTitle",
+];
+const PHONE: usize = 1;
+
+/// The plain-record path of `records.validate_record`, for the shapes it
+/// decides alone: see `Prevalidator.check`.
+#[pyclass(frozen)]
+struct Prevalidator {
+    limits: [usize; 6],
+    max_id: usize,
+    max_chars: usize,
+    special_use: Vec<Vec<u8>>,
+    role_mailboxes: Vec<Vec<u8>>,
+    false_words: Vec<&'static str>,
+    true_words: Vec<&'static str>,
+    utc: Py<PyAny>,
+}
+
+impl Prevalidator {
+    /// The email fast path (`normalize.fast_normalize_email`) for a clean ASCII
+    /// address: its normalised form, or None to leave it to Python.
+    fn email(&self, text: &str) -> Option<String> {
+        let (local, domain) = text.split_once('@')?;
+        if local.is_empty()
+            || !local
+                .split('.')
+                .all(|part| !part.is_empty() && part.bytes().all(is_atext))
+        {
+            return None;
+        }
+        let labels: Vec<&[u8]> = domain.as_bytes().split(|&b| b == b'.').collect();
+        let (tld, hosts) = labels.split_last()?;
+        if hosts.is_empty() || !is_tld(tld) || !hosts.iter().all(|label| is_label(label)) {
+            return None;
+        }
+        let domain = domain.to_ascii_lowercase();
+        let dotted = format!(".{domain}");
+        if domain.contains("--")
+            || self
+                .special_use
+                .iter()
+                .any(|s| dotted.as_bytes().ends_with(s))
+        {
+            return None;
+        }
+        let lower = local.to_ascii_lowercase();
+        let local = if self
+            .role_mailboxes
+            .iter()
+            .any(|name| name == lower.as_bytes())
+        {
+            lower
+        } else {
+            local.to_owned()
+        };
+        Some(format!("{local}@{domain}"))
+    }
+
+    fn record<'py>(
+        &self,
+        py: Python<'py>,
+        record: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let Ok(fields) = record.cast_exact::<PyDict>() else {
+            return Ok(None);
+        };
+        // Every value a str (or None), no attributes, and short enough that
+        // the 16 KiB limit cannot apply: anything else is Python's.
+        let mut chars = 0;
+        for (key, value) in fields.iter() {
+            let Ok(key) = key.cast_exact::<PyString>() else {
+                return Ok(None);
+            };
+            let Ok(name) = key.to_str() else {
+                return Ok(None); // a lone surrogate: the Python path says why
+            };
+            if name == "attributes" || name.starts_with("attr.") {
+                return Ok(None);
+            }
+            chars += name.chars().count();
+            if let Ok(text) = value.cast_exact::<PyString>() {
+                chars += text.len()?;
+            } else if !value.is_none() {
+                return Ok(None);
+            }
+        }
+        if chars > self.max_chars {
+            return Ok(None);
+        }
+        let text = |name: &str| -> PyResult<Option<Bound<'py, PyString>>> {
+            Ok(fields
+                .get_item(name)?
+                .and_then(|v| v.cast_exact::<PyString>().ok().cloned()))
+        };
+        let Some(id) = text("externalId")? else {
+            return Ok(None);
+        };
+        let Ok(id_str) = id.to_str() else {
+            return Ok(None);
+        };
+        if id_str.is_empty() || id_str.len() > self.max_id || !clean_ascii(id_str) {
+            return Ok(None);
+        }
+        let Some(stamp) = text("updatedAt")? else {
+            return Ok(None);
+        };
+        let Ok(stamp) = stamp.to_str() else {
+            return Ok(None);
+        };
+        let Some((y, mo, d, h, mi, s, us)) = (clean_ascii(stamp))
+            .then(|| utc_instant(stamp.as_bytes()))
+            .flatten()
+        else {
+            return Ok(None);
+        };
+        let deleted = match text("deleted")? {
+            None => false,
+            Some(word) => {
+                let Ok(word) = word.to_str() else {
+                    return Ok(None);
+                };
+                if !(word.is_empty() || clean_ascii(word)) {
+                    return Ok(None);
+                }
+                let word = word.to_ascii_lowercase();
+                if word.is_empty() || self.false_words.contains(&word.as_str()) {
+                    false
+                } else if self.true_words.contains(&word.as_str()) {
+                    true
+                } else {
+                    return Ok(None);
+                }
+            }
+        };
+        let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(11);
+        values.push(id.into_any());
+        let mut pending = 0u32;
+        for (index, name) in TEXT_FIELDS.iter().enumerate() {
+            let value = fields.get_item(name)?;
+            let Some(value) = value.filter(|v| !v.is_none()) else {
+                values.push(py.None().into_bound(py));
+                continue;
+            };
+            let Ok(text) = value.cast_exact::<PyString>()?.to_str() else {
+                pending |= 1 << index;
+                values.push(value);
+                continue;
+            };
+            if text.is_empty() {
+                values.push(py.None().into_bound(py));
+                continue;
+            }
+            let decided = clean_ascii(text) && text.len() <= self.limits[index];
+            if decided && index == EMAIL {
+                if let Some(email) = self.email(text) {
+                    values.push(PyString::new(py, &email).into_any());
+                    continue;
+                }
+            } else if decided
+                && index != PHONE
+                && !text.bytes().any(|b| matches!(b, b'<' | b':' | b'&'))
+            {
+                values.push(value);
+                continue;
+            }
+            pending |= 1 << index;
+            values.push(value);
+        }
+        let utc = self.utc.bind(py).cast::<PyTzInfo>()?;
+        let updated_at = PyDateTime::new(py, i32::from(y), mo, d, h, mi, s, us, Some(utc))?;
+        values.push(updated_at.into_any());
+        values.push(PyBool::new(py, deleted).to_owned().into_any());
+        values.push(pending.into_pyobject(py)?.into_any());
+        Ok(Some(PyTuple::new(py, values)?))
+    }
+}
+
+#[pymethods]
+impl Prevalidator {
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        limits: [usize; 6],
+        max_id: usize,
+        max_chars: usize,
+        special_use: Vec<String>,
+        role_mailboxes: Vec<String>,
+        utc: Py<PyAny>,
+    ) -> Self {
+        Prevalidator {
+            limits,
+            max_id,
+            max_chars,
+            special_use: special_use
+                .into_iter()
+                .map(|s| format!(".{s}").into_bytes())
+                .collect(),
+            role_mailboxes: role_mailboxes.into_iter().map(String::into_bytes).collect(),
+            false_words: vec!["false", "f", "no", "n", "off", "0"],
+            true_words: vec!["true", "t", "yes", "y", "on", "1"],
+            utc,
+        }
+    }
+
+    /// Per record: None (Python decides the whole record), or the tuple
+    /// (externalId, email, phone, firstName, lastName, company, jobTitle,
+    /// updatedAt, deleted, pending). It decides a record only when it is an
+    /// exact dict of str (or None) values without attributes, its externalId
+    /// and updatedAt are clean ASCII (the timestamp in `utc_instant`'s shape)
+    /// and `deleted` is absent, blank or one of the usual words. Each text
+    /// field it then either decides (absent or blank: None; a clean ASCII
+    /// name, company or title within its limit and without `< : &`; an email
+    /// the fast path's grammar accepts, normalised) or leaves to Python by
+    /// setting its bit in `pending` (phones always). Whatever it decides is
+    /// what the Python fast path answers; the tests compare them.
+    fn check<'py>(
+        &self,
+        py: Python<'py>,
+        records: &Bound<'py, PyList>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let out = PyList::empty(py);
+        for record in records.iter() {
+            match self.record(py, &record)? {
+                Some(values) => out.append(values)?,
+                None => out.append(py.None())?,
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[pymodule]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(seal_many, module)?)?;
     module.add_function(wrap_pyfunction!(hmac_sha256_many, module)?)?;
     module.add_function(wrap_pyfunction!(copy_text, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
+    module.add_class::<Prevalidator>()?;
     Ok(())
 }

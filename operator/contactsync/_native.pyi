@@ -1,6 +1,7 @@
 # The engine's hot loops, in native code (native/src/lib.rs): see that file.
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import tzinfo
 
 def seal_many(
     key: bytes, header: bytes, aad_prefix: bytes, plaintexts: list[str], record_ids: list[str]
@@ -15,3 +16,15 @@ def skip_predating(
     max_line: int,
     since: tuple[int, int, int, int, int, int, int],
 ) -> tuple[int, int]: ...
+
+class Prevalidator:
+    def __init__(
+        self,
+        limits: tuple[int, int, int, int, int, int],
+        max_id: int,
+        max_chars: int,
+        special_use: list[str],
+        role_mailboxes: list[str],
+        utc: tzinfo,
+    ) -> None: ...
+    def check(self, records: list[Mapping[str, object]]) -> list[tuple[object, ...] | None]: ...

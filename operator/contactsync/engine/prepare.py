@@ -19,7 +19,7 @@ from typing import NamedTuple
 from .audit import records_digest, records_digest_key
 from .crypto import BlindIndex, FieldCipher
 from .keyring import Keyring
-from .records import Contact, validate_record
+from .records import Contact, validate_records
 from .sources import RawRecord
 
 # ContactSync field name -> destination column name.
@@ -142,11 +142,13 @@ class Preparer:
     def prepare(self, batch: list[RawRecord]) -> Prepared:
         out = Prepared()
         contacts: list[tuple[Contact, int]] = []
+        readable = [raw.fields for raw in batch if raw.error is None]
+        results = iter(validate_records(readable, default_region=self.settings.default_region))
         for raw in batch:
             if raw.error is not None:
                 self._reject(out, raw, [raw.error])
                 continue
-            result = validate_record(raw.fields, default_region=self.settings.default_region)
+            result = next(results)
             if isinstance(result, Contact):
                 contacts.append((result, raw.position))
                 if out.max_updated_at is None or result.updated_at > out.max_updated_at:

@@ -11,13 +11,19 @@ case (otherwise it would be agreeing by never running).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contactsync.engine import records
-from contactsync.engine.records import SCALAR_FIELDS, validate_record, validate_record_by_model
+from contactsync.engine import normalize, records
+from contactsync.engine.records import (
+    SCALAR_FIELDS,
+    validate_record,
+    validate_record_by_model,
+    validate_records,
+)
 
 BENCHMARKS = Path(__file__).parents[3] / "benchmarks"
 
@@ -127,3 +133,79 @@ def test_the_benchmark_records_agree_and_take_the_fast_path() -> None:
         agree(record)
         answered += records._validate_fast(dict(record), "US") is not None
     assert answered == 3_000
+
+
+# --- the native path ---------------------------------------------------------------
+
+# Spaces where clean_text would change the text: doubled, leading, trailing.
+ASCII = st.text(st.sampled_from("aZ09 .-_'<:&@+!#/=?~`|{}^%*$\\\"()[],;x"), max_size=14) | (
+    st.sampled_from(["a  b", " a", "a ", "  ", "x@a  .com", "\x7f", "a\tb"])
+)
+ATEXT = st.text(st.sampled_from("aZ09!#$%&'*+/=?^_`{|}~-"), min_size=1, max_size=6)
+LABEL = st.text(st.sampled_from("aZ09-"), min_size=1, max_size=8) | st.just("x" * 64)
+ASCII_EMAILS = st.builds(
+    lambda local, labels, tld: f"{'.'.join(local)}@{'.'.join([*labels, tld])}",
+    st.lists(ATEXT, min_size=1, max_size=3),
+    st.lists(LABEL, max_size=3),
+    st.sampled_from(["com", "ORG", "x1", "1", "a-b", "co-", "invalid", "localhost", "b"]),
+)
+CANONICAL_TIMES = st.builds(
+    lambda moment, fraction, suffix: moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + suffix,
+    st.datetimes(min_value=datetime(1000, 1, 1)),
+    st.sampled_from(["", ".123", ".123456", ".1"]),
+    st.sampled_from(["", "Z", "+00:00", "+01:00"]),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"externalId": ASCII | st.just("crm-1"), "updatedAt": CANONICAL_TIMES | ASCII},
+        optional={
+            "email": ASCII_EMAILS | ASCII | st.none(),
+            "phone": PHONES | ASCII | st.none(),
+            "firstName": ASCII | st.just("x" * 101),
+            "lastName": ASCII | st.none(),
+            "company": ASCII | st.just("AT&T"),
+            "jobTitle": ASCII | st.just("y" * 201),
+            "deleted": DELETED | ASCII | st.none(),
+            "notes": ASCII | st.integers(),
+        },
+    ),
+    st.sampled_from(["US", "GB", "DE"]),
+)
+def test_plain_ascii_records_agree(fields: dict[str, object], region: str) -> None:
+    """Records shaped like the ones the native path decides, mostly."""
+    agree(fields, region)
+
+
+@settings(max_examples=800, deadline=None)
+@given(ASCII_EMAILS | ASCII)
+def test_native_emails_are_the_email_fast_paths(email: str) -> None:
+    [checked] = records._PREVALIDATOR.check(
+        [{"externalId": "a", "updatedAt": "2024-01-01T00:00:00Z", "email": email}]
+    )
+    assert checked is not None
+    if not checked[-1] & 1 and checked[1] is not None:  # decided natively
+        assert checked[1] == normalize.fast_normalize_email(email)
+        assert checked[1] == normalize.email_by_library(email)
+
+
+def test_the_native_path_decides_the_benchmark_records() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("engine_benchmark", BENCHMARKS / "engine.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    batch = list(bench.records(3_000))
+    checked = records._PREVALIDATOR.check(batch)
+    assert all(values is not None for values in checked)  # every record, at record level
+    pending = [values[-1] for values in checked if values is not None]
+    # Phones are always Python's; emails and names only when unusual (accents, invalid).
+    assert all(mask & 0b10 for mask in pending)
+    assert sum(1 for mask in pending if mask == 0b10) > 1_000
+    assert validate_records(batch, default_region="US") == [
+        validate_record_by_model(record, default_region="US") for record in batch
+    ]
