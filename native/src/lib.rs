@@ -11,6 +11,9 @@
 //!
 //! Errors never carry a value: they name the value's index in the batch only.
 
+use blake2::digest::consts::U16;
+use blake2::digest::Mac;
+use blake2::Blake2bMac;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple, PyTzInfo};
@@ -280,6 +283,43 @@ fn skip_predating(
         }
     }
     (consumed, skipped)
+}
+
+/// The keyed BLAKE2b-128 content digest of each contact (a `records.Contact`):
+/// of its text fields (U+001E for an absent one), `1`/`0` for `deleted` and
+/// `key U+001E value` per attribute, joined with U+001F, as UTF-8. The same
+/// bytes `prepare._canonical` builds; the tests compare the two.
+#[pyfunction]
+fn content_digests<'py>(
+    py: Python<'py>,
+    key: &[u8],
+    contacts: &Bound<'py, PyList>,
+) -> PyResult<Bound<'py, PyList>> {
+    let mac = Blake2bMac::<U16>::new_from_slice(key)
+        .map_err(|_| PyValueError::new_err("a BLAKE2b key is 1 to 64 bytes"))?;
+    let out = PyList::empty(py);
+    for (index, contact) in contacts.iter().enumerate() {
+        let mut digest = mac.clone();
+        for field in 1..=6 {
+            let value = contact.get_item(field)?;
+            if value.is_none() {
+                digest.update("\u{1e}".as_bytes());
+            } else {
+                digest.update(utf8(&value, index)?.as_bytes());
+            }
+            digest.update("\u{1f}".as_bytes());
+        }
+        digest.update(if contact.get_item(8)?.is_truthy()? { b"1" } else { b"0" });
+        for pair in contact.get_item(9)?.try_iter()? {
+            let pair = pair?;
+            digest.update("\u{1f}".as_bytes());
+            digest.update(utf8(&pair.get_item(0)?, index)?.as_bytes());
+            digest.update("\u{1e}".as_bytes());
+            digest.update(utf8(&pair.get_item(1)?, index)?.as_bytes());
+        }
+        out.append(PyBytes::new(py, &digest.finalize().into_bytes()))?;
+    }
+    Ok(out)
 }
 
 // -- validation of plain records ------------------------------------------------
@@ -566,5 +606,6 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(copy_text, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
     module.add_class::<Prevalidator>()?;
+    module.add_function(wrap_pyfunction!(content_digests, module)?)?;
     Ok(())
 }

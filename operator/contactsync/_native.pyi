@@ -2,6 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 from datetime import tzinfo
+from typing import Any
 
 def seal_many(
     key: bytes, header: bytes, aad_prefix: bytes, plaintexts: list[str], record_ids: list[str]
@@ -28,3 +29,5 @@ class Prevalidator:
         utc: tzinfo,
     ) -> None: ...
     def check(self, records: list[Mapping[str, object]]) -> list[tuple[object, ...] | None]: ...
+
+def content_digests(key: bytes, contacts: list[Any]) -> list[bytes]: ...

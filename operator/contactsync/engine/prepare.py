@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
+from contactsync import _native
+
 from .audit import records_digest, records_digest_key
 from .crypto import BlindIndex, FieldCipher
 from .keyring import Keyring
@@ -172,11 +174,7 @@ class Preparer:
         out.attributes = [dict(contact.attributes) for contact, _ in contacts]
         out.updated_at = [contact.updated_at for contact, _ in contacts]
         out.deleted = [contact.deleted for contact, _ in contacts]
-        key = self._content_key
-        out.digests = [
-            hashlib.blake2b(_canonical(contact), key=key, digest_size=16).digest()
-            for contact, _ in contacts
-        ]
+        out.digests = _native.content_digests(self._content_key, [c for c, _ in contacts])
         out.positions = [position for _, position in contacts]
 
     def _sealed(
@@ -217,9 +215,11 @@ class Preparer:
         out.rejected.append(Rejected(raw.position, reasons, envelope, source_id))
 
 
-def _canonical(contact: Contact) -> bytes:
-    """A contact's content (not its timestamp), unambiguously: cleaned text holds no
-    control characters, so the separators U+001E and U+001F cannot occur in it."""
+def content_digest_by_python(key: bytes, contact: Contact) -> bytes:
+    """The reference for ``_native.content_digests``: keyed BLAKE2b-128 of the
+    contact's content (not its timestamp), written unambiguously: cleaned text
+    holds no control characters, so the separators U+001E and U+001F cannot
+    occur in it."""
     values = (
         contact.email,
         contact.phone,
@@ -230,8 +230,8 @@ def _canonical(contact: Contact) -> bytes:
     )
     parts = ["\x1e" if value is None else value for value in values]
     parts.append("1" if contact.deleted else "0")
-    parts.extend(f"{key}\x1e{value}" for key, value in contact.attributes)
-    return "\x1f".join(parts).encode()
+    parts.extend(f"{name}\x1e{value}" for name, value in contact.attributes)
+    return hashlib.blake2b("\x1f".join(parts).encode(), key=key, digest_size=16).digest()
 
 
 _FIELD: dict[str, Callable[[Contact], str | None]] = {

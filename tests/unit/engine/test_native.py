@@ -1,10 +1,16 @@
-"""Errors of the native hot loops name an index, never a value."""
+"""The native hot loops: what they produce, and errors that name an index, never a value."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from contactsync import _native
+from contactsync.engine.prepare import content_digest_by_python
+from contactsync.engine.records import Contact
 
 
 def test_copy_text_encodes_each_kind_of_cell() -> None:
@@ -20,3 +26,36 @@ def test_copy_text_refuses_other_types_and_lone_surrogates_without_echo() -> Non
     with pytest.raises(ValueError, match=r"value #0") as caught:
         _native.copy_text([("secret\ud800",)])
     assert "secret" not in str(caught.value)
+
+
+TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=12)
+CONTACTS = st.builds(
+    Contact,
+    external_id=TEXT,
+    email=TEXT | st.none(),
+    phone=TEXT | st.none(),
+    first_name=TEXT | st.none(),
+    last_name=TEXT | st.none(),
+    company=TEXT | st.none(),
+    job_title=TEXT | st.none(),
+    updated_at=st.datetimes(timezones=st.just(UTC)),
+    deleted=st.booleans(),
+    attributes=st.lists(st.tuples(TEXT, TEXT), max_size=3).map(tuple),
+)
+
+
+@given(key=st.binary(min_size=1, max_size=64), contacts=st.lists(CONTACTS, max_size=5))
+def test_content_digests_are_the_python_reference(key: bytes, contacts: list[Contact]) -> None:
+    assert _native.content_digests(key, contacts) == [
+        content_digest_by_python(key, contact) for contact in contacts
+    ]
+
+
+def test_content_digests_tell_fields_apart() -> None:
+    base = Contact("a", "x", None, None, None, None, None, datetime.now(UTC), False, ())
+    moved = base._replace(email=None, phone="x")
+    deleted = base._replace(deleted=True)
+    attributed = base._replace(attributes=(("k", "v"),))
+    digests = _native.content_digests(b"k" * 32, [base, moved, deleted, attributed])
+    assert len(set(digests)) == 4
+    assert all(len(digest) == 16 for digest in digests)
