@@ -288,7 +288,7 @@ fn skip_predating(
 /// The keyed BLAKE2b-128 content digest of each contact (a `records.Contact`):
 /// of its text fields (U+001E for an absent one), `1`/`0` for `deleted` and
 /// `key U+001E value` per attribute, joined with U+001F, as UTF-8. The same
-/// bytes `prepare._canonical` builds; the tests compare the two.
+/// bytes `prepare.content_digest_by_python` hashes; the tests compare the two.
 #[pyfunction]
 fn content_digests<'py>(
     py: Python<'py>,
@@ -309,7 +309,11 @@ fn content_digests<'py>(
             }
             digest.update("\u{1f}".as_bytes());
         }
-        digest.update(if contact.get_item(8)?.is_truthy()? { b"1" } else { b"0" });
+        digest.update(if contact.get_item(8)?.is_truthy()? {
+            b"1"
+        } else {
+            b"0"
+        });
         for pair in contact.get_item(9)?.try_iter()? {
             let pair = pair?;
             digest.update("\u{1f}".as_bytes());
@@ -358,10 +362,8 @@ fn is_tld(label: &[u8]) -> bool {
             .all(|&b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
-/// Each value of a ContactSync record the native path decides, in the order of
-/// `records.Contact`; a bit set in the pending mask leaves that text field to
-/// Python, as given.
-const EMAIL: usize = 0;
+/// The optional text fields, in the order of `records.Contact`; bit `i` of a
+/// record's pending mask leaves field `i` to Python, as given.
 const TEXT_FIELDS: [&str; 6] = [
     "email",
     "phone",
@@ -370,6 +372,7 @@ const TEXT_FIELDS: [&str; 6] = [
     "company",
     "jobTitle",
 ];
+const EMAIL: usize = 0;
 const PHONE: usize = 1;
 
 /// The plain-record path of `records.validate_record`, for the shapes it
@@ -381,8 +384,8 @@ struct Prevalidator {
     max_chars: usize,
     special_use: Vec<Vec<u8>>,
     role_mailboxes: Vec<Vec<u8>>,
-    false_words: Vec<&'static str>,
-    true_words: Vec<&'static str>,
+    false_words: Vec<String>,
+    true_words: Vec<String>,
     utc: Py<PyAny>,
 }
 
@@ -493,9 +496,9 @@ impl Prevalidator {
                     return Ok(None);
                 }
                 let word = word.to_ascii_lowercase();
-                if word.is_empty() || self.false_words.contains(&word.as_str()) {
+                if word.is_empty() || self.false_words.contains(&word) {
                     false
-                } else if self.true_words.contains(&word.as_str()) {
+                } else if self.true_words.contains(&word) {
                     true
                 } else {
                     return Ok(None);
@@ -555,6 +558,8 @@ impl Prevalidator {
         max_chars: usize,
         special_use: Vec<String>,
         role_mailboxes: Vec<String>,
+        false_words: Vec<String>,
+        true_words: Vec<String>,
         utc: Py<PyAny>,
     ) -> Self {
         Prevalidator {
@@ -566,8 +571,8 @@ impl Prevalidator {
                 .map(|s| format!(".{s}").into_bytes())
                 .collect(),
             role_mailboxes: role_mailboxes.into_iter().map(String::into_bytes).collect(),
-            false_words: vec!["false", "f", "no", "n", "off", "0"],
-            true_words: vec!["true", "t", "yes", "y", "on", "1"],
+            false_words,
+            true_words,
             utc,
         }
     }

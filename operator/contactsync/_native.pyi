@@ -26,6 +26,8 @@ class Prevalidator:
         max_chars: int,
         special_use: list[str],
         role_mailboxes: list[str],
+        false_words: list[str],
+        true_words: list[str],
         utc: tzinfo,
     ) -> None: ...
     def check(self, records: list[Mapping[str, object]]) -> list[tuple[object, ...] | None]: ...

@@ -628,6 +628,8 @@ _PREVALIDATOR: Final = _native.Prevalidator(
     MAX_RECORD_BYTES // _UTF8_MAX_BYTES,
     list(email_validator.SPECIAL_USE_DOMAIN_NAMES),
     list(CASE_INSENSITIVE_MAILBOX_NAMES),
+    list(_FALSE_WORDS),
+    list(_TRUE_WORDS),
     UTC,
 )
 _PENDING: Final = tuple(check for _, check in _TEXT_CHECKS)
