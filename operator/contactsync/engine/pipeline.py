@@ -16,7 +16,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -256,6 +256,11 @@ def _warm_up() -> None:
     """Nothing: submitting it makes the pool start a worker process."""
 
 
+def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
+    for _ in range(workers):
+        pool.submit(_warm_up)
+
+
 def _work(batch: _Wire) -> EncodedBatch:
     assert _worker is not None
     preparer, encoder = _worker
@@ -269,7 +274,10 @@ def _prepared(
     encoder: Encoder,
     workers: int | None,
 ) -> Iterator[EncodedBatch]:
-    """Prepare batches in order; at most two per worker in flight keeps memory flat."""
+    """Prepare batches in order; at most two per worker in flight keeps memory flat.
+
+    Until the worker processes are up, this process prepares batches itself.
+    """
     workers = (os.cpu_count() or 1) if workers is None else workers
     if workers <= 0:
         preparer = Preparer(keyring, settings)
@@ -287,16 +295,25 @@ def _prepared(
         initializer=_init_worker,
         initargs=(keyring.to_json(), settings, encoder),
     ) as pool:
-        # Start every worker now, so that their imports and key setup overlap
-        # with reading the source instead of waiting for its first full batch
-        # (in an incremental run that can be most of the file).
-        for _ in range(workers):
-            pool.submit(_warm_up)
-        pending: deque[Future[EncodedBatch]] = deque()
-        for batch in batches:
-            wire: _Wire = [(raw.position, raw.fields, raw.error) for raw in batch]
-            pending.append(pool.submit(_work, wire))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+        # Start every worker now, from a thread: the first start waits for the
+        # fork server to import the engine (about half a second), and meanwhile
+        # this thread reads the source and prepares the first batches itself
+        # (in an incremental run, often all of them). Batches go to the pool
+        # only once it is up, and then all of them, which keeps their order.
+        with ThreadPoolExecutor(1) as starter:
+            started = starter.submit(_start_workers, pool, workers)
+            inline: Preparer | None = None
+            pending: deque[Future[EncodedBatch]] = deque()
+            for batch in batches:
+                if not pending and not started.done():
+                    inline = inline or Preparer(keyring, settings)
+                    yield encoder(inline.prepare(batch))
+                    continue
+                started.result()  # a failed start fails the run here
+                wire: _Wire = [(raw.position, raw.fields, raw.error) for raw in batch]
+                pending.append(pool.submit(_work, wire))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            started.result()
         while pending:
             yield pending.popleft().result()

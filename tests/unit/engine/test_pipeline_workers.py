@@ -1,0 +1,68 @@
+"""Batches prepared by worker processes, or by the run's own process while the
+workers start, come out the same and in order."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from contactsync.engine import pipeline
+from contactsync.engine.destinations.postgres import encode
+from contactsync.engine.keyring import Keyring
+from contactsync.engine.prepare import Preparer, PrepareSettings
+from contactsync.engine.sources import RawRecord
+
+KEYRING = Keyring.generate()
+SETTINGS = PrepareSettings(
+    table="contacts",
+    encrypted_fields=frozenset({"email", "phone"}),
+    default_region="US",
+    run_id="run-1",
+)
+
+
+def batches(count: int, pause: float = 0.0) -> Iterator[list[RawRecord]]:
+    for b in range(count):
+        time.sleep(pause)
+        yield [
+            RawRecord(
+                position=b * 10 + n,
+                fields={
+                    "externalId": f"id-{b}-{n}",
+                    "email": "nope" if n == 3 else f"p{b}.{n}@example.com",
+                    "updatedAt": f"2024-01-{1 + b % 28:02d}T00:00:00Z",
+                },
+            )
+            for n in range(10)
+        ]
+
+
+def summary(workers: int, pause: float = 0.0) -> list[tuple[object, ...]]:
+    return [
+        (batch.valid, batch.rejected, batch.ids_digest, dict(batch.reasons), batch.max_updated_at)
+        for batch in pipeline._prepared(batches(30, pause), KEYRING, SETTINGS, encode, workers)
+    ]
+
+
+def test_inline_then_workers_gives_what_one_process_gives(monkeypatch: pytest.MonkeyPatch) -> None:
+    start = pipeline._start_workers
+
+    def slow_start(pool: object, workers: int) -> None:
+        time.sleep(0.3)  # the fork server may already be up: make the start take a while
+        start(pool, workers)  # type: ignore[arg-type]
+
+    inline = 0
+    prepare = Preparer.prepare
+
+    def counted(self: Preparer, batch: list[RawRecord]) -> object:
+        nonlocal inline
+        inline += 1
+        return prepare(self, batch)
+
+    monkeypatch.setattr(pipeline, "_start_workers", slow_start)
+    expected = summary(0)
+    monkeypatch.setattr(Preparer, "prepare", counted)  # counts this process's calls only
+    assert summary(2, pause=0.03) == expected
+    assert 0 < inline < 30  # some batches here while the workers started, the rest there
