@@ -374,6 +374,11 @@ const TEXT_FIELDS: [&str; 6] = [
 ];
 const EMAIL: usize = 0;
 const PHONE: usize = 1;
+/// `Prevalidator.keys`: these, then `TEXT_FIELDS`.
+const ID: usize = 0;
+const UPDATED_AT: usize = 1;
+const DELETED: usize = 2;
+const TEXT_KEYS: usize = 3;
 
 /// The plain-record path of `records.validate_record`, for the shapes it
 /// decides alone: see `Prevalidator.check`.
@@ -387,6 +392,7 @@ struct Prevalidator {
     false_words: Vec<String>,
     true_words: Vec<String>,
     utc: Py<PyAny>,
+    keys: Vec<Py<PyString>>,
 }
 
 impl Prevalidator {
@@ -460,12 +466,13 @@ impl Prevalidator {
         if chars > self.max_chars {
             return Ok(None);
         }
-        let text = |name: &str| -> PyResult<Option<Bound<'py, PyString>>> {
+        // Lookups by interned keys: a key made per lookup costs more than the lookup.
+        let text = |key: usize| -> PyResult<Option<Bound<'py, PyString>>> {
             Ok(fields
-                .get_item(name)?
+                .get_item(self.keys[key].bind(py))?
                 .and_then(|v| v.cast_exact::<PyString>().ok().cloned()))
         };
-        let Some(id) = text("externalId")? else {
+        let Some(id) = text(ID)? else {
             return Ok(None);
         };
         let Ok(id_str) = id.to_str() else {
@@ -474,7 +481,7 @@ impl Prevalidator {
         if id_str.is_empty() || id_str.len() > self.max_id || !clean_ascii(id_str) {
             return Ok(None);
         }
-        let Some(stamp) = text("updatedAt")? else {
+        let Some(stamp) = text(UPDATED_AT)? else {
             return Ok(None);
         };
         let Ok(stamp) = stamp.to_str() else {
@@ -486,7 +493,7 @@ impl Prevalidator {
         else {
             return Ok(None);
         };
-        let deleted = match text("deleted")? {
+        let deleted = match text(DELETED)? {
             None => false,
             Some(word) => {
                 let Ok(word) = word.to_str() else {
@@ -508,8 +515,8 @@ impl Prevalidator {
         let mut values: Vec<Bound<'py, PyAny>> = Vec::with_capacity(11);
         values.push(id.into_any());
         let mut pending = 0u32;
-        for (index, name) in TEXT_FIELDS.iter().enumerate() {
-            let value = fields.get_item(name)?;
+        for index in 0..TEXT_FIELDS.len() {
+            let value = fields.get_item(self.keys[TEXT_KEYS + index].bind(py))?;
             let Some(value) = value.filter(|v| !v.is_none()) else {
                 values.push(py.None().into_bound(py));
                 continue;
@@ -543,8 +550,12 @@ impl Prevalidator {
         let updated_at = PyDateTime::new(py, i32::from(y), mo, d, h, mi, s, us, Some(utc))?;
         values.push(updated_at.into_any());
         values.push(PyBool::new(py, deleted).to_owned().into_any());
-        values.push(pending.into_pyobject(py)?.into_any());
-        Ok(Some(PyTuple::new(py, values)?))
+        values.push(PyTuple::empty(py).into_any()); // attributes: none
+        let values = PyList::new(py, values)?.into_any();
+        Ok(Some(PyTuple::new(
+            py,
+            [values, pending.into_pyobject(py)?.into_any()],
+        )?))
     }
 }
 
@@ -553,6 +564,7 @@ impl Prevalidator {
     #[new]
     #[allow(clippy::too_many_arguments)]
     fn new(
+        py: Python<'_>,
         limits: [usize; 6],
         max_id: usize,
         max_chars: usize,
@@ -574,15 +586,23 @@ impl Prevalidator {
             false_words,
             true_words,
             utc,
+            keys: ["externalId", "updatedAt", "deleted"]
+                .iter()
+                .chain(TEXT_FIELDS.iter())
+                .map(|name| PyString::intern(py, name).unbind())
+                .collect(),
         }
     }
 
-    /// Per record: None (Python decides the whole record), or the tuple
-    /// (externalId, email, phone, firstName, lastName, company, jobTitle,
-    /// updatedAt, deleted, pending). It decides a record only when it is an
-    /// exact dict of str (or None) values without attributes, its externalId
-    /// and updatedAt are clean ASCII (the timestamp in `utc_instant`'s shape)
-    /// and `deleted` is absent, blank or one of the usual words. Each text
+    /// Per record: None (Python decides the whole record), or a pair: the
+    /// list of a `records.Contact`'s values (externalId, email, phone,
+    /// firstName, lastName, company, jobTitle, updatedAt, deleted, and no
+    /// attributes) and the mask of the text fields still pending.
+    ///
+    /// It decides a record only when it is an exact dict of str (or None)
+    /// values without attributes, its externalId and updatedAt are clean
+    /// ASCII (the timestamp in `utc_instant`'s shape) and `deleted` is
+    /// absent, blank or one of the usual words. Each text
     /// field it then either decides (absent or blank: None; a clean ASCII
     /// name, company or title within its limit and without `< : &`; an email
     /// the fast path's grammar accepts, normalised) or leaves to Python by

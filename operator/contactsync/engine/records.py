@@ -635,20 +635,20 @@ _PREVALIDATOR: Final = _native.Prevalidator(
 _PENDING: Final = tuple(check for _, check in _TEXT_CHECKS)
 
 
-def _finish(checked: tuple[object, ...], region: str) -> Contact | None:
+def _finish(checked: tuple[list[object], int], region: str) -> Contact | None:
     """The Contact of a record the native path checked, after the text fields it
     left pending; None when one of them fails (the Python path then collects
     every reason) or holds what the fast path leaves to the model."""
-    *values, pending = checked
-    assert isinstance(pending, int)
-    for index, check in enumerate(_PENDING):
-        if pending >> index & 1:
-            value = values[1 + index]
-            assert isinstance(value, str)
-            if not value.isascii() and BAD_DECODE.search(value) is not None:
-                return None
-            try:
-                values[1 + index] = check(value, region)
-            except (PydanticCustomError, ValidationError):
-                return None
-    return Contact._make([*values, ()])
+    values, pending = checked
+    while pending:  # the set bits only: mostly just the phone's
+        index = pending.bit_length() - 1
+        pending ^= 1 << index
+        value = values[1 + index]
+        assert isinstance(value, str)
+        if not value.isascii() and BAD_DECODE.search(value) is not None:
+            return None
+        try:
+            values[1 + index] = _PENDING[index](value, region)
+        except (PydanticCustomError, ValidationError):
+            return None
+    return Contact._make(values)
