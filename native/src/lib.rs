@@ -36,7 +36,8 @@ fn utf8<'a>(value: &'a Bound<'_, PyAny>, index: usize) -> PyResult<&'a str> {
 }
 
 /// Seal each plaintext under `key` as `header | nonce | ciphertext | tag`, with
-/// the associated data `aad_prefix | u32be len(record id) | record id`.
+/// the associated data `aad_prefix | u32be len(record id) | record id`; a None
+/// plaintext (an absent value) stays None.
 ///
 /// Nonces are 96 random bits each, from the operating system's generator.
 #[pyfunction]
@@ -65,6 +66,10 @@ fn seal_many<'py>(
     let mut aad = aad_prefix.to_vec();
     let out = PyList::empty(py);
     for (index, (plaintext, record_id)) in plaintexts.iter().zip(record_ids.iter()).enumerate() {
+        if plaintext.is_none() {
+            out.append(py.None())?;
+            continue;
+        }
         let text = utf8(&plaintext, index)?.as_bytes();
         let rid = utf8(&record_id, index)?.as_bytes();
         aad.truncate(aad_prefix.len());
@@ -94,7 +99,8 @@ fn seal_many<'py>(
     Ok(out)
 }
 
-/// HMAC-SHA256 of each value's UTF-8 under `key`, the key schedule done once.
+/// HMAC-SHA256 of each value's UTF-8 under `key`, the key schedule done once; a
+/// None value (an absent one) stays None.
 #[pyfunction]
 fn hmac_sha256_many<'py>(
     py: Python<'py>,
@@ -104,6 +110,10 @@ fn hmac_sha256_many<'py>(
     let key = hmac::Key::new(hmac::HMAC_SHA256, key);
     let out = PyList::empty(py);
     for (index, value) in values.iter().enumerate() {
+        if value.is_none() {
+            out.append(py.None())?;
+            continue;
+        }
         let tag = hmac::sign(&key, utf8(&value, index)?.as_bytes());
         out.append(PyBytes::new(py, tag.as_ref()))?;
     }

@@ -5,9 +5,13 @@ from datetime import tzinfo
 from typing import Any
 
 def seal_many(
-    key: bytes, header: bytes, aad_prefix: bytes, plaintexts: list[str], record_ids: list[str]
-) -> list[bytes]: ...
-def hmac_sha256_many(key: bytes, values: list[str]) -> list[bytes]: ...
+    key: bytes,
+    header: bytes,
+    aad_prefix: bytes,
+    plaintexts: list[str | None],
+    record_ids: list[str],
+) -> list[bytes | None]: ...
+def hmac_sha256_many(key: bytes, values: list[str | None]) -> list[bytes | None]: ...
 def copy_text(rows: Iterable[tuple[str | bytes | bool | None, ...]]) -> bytes: ...
 def skip_predating(
     data: bytes,

@@ -158,9 +158,15 @@ class FieldCipher:
         return self._header + nonce + ciphertext
 
     def encrypt_many(
-        self, plaintexts: Sequence[str], *, table: str, column: str, record_ids: Sequence[str]
-    ) -> list[bytes]:
-        """``encrypt`` for one column of a batch: the same envelopes, sealed in native
+        self,
+        plaintexts: Sequence[str | None],
+        *,
+        table: str,
+        column: str,
+        record_ids: Sequence[str],
+    ) -> list[bytes | None]:
+        """``encrypt`` for one column of a batch (None, an absent value, stays
+        None): the same envelopes, sealed in native
         code (``contactsync._native``) at a sixth of ``encrypt``'s cost per value
         and half that of the bare ``cryptography`` call (benchmarks/crypto.py),
         whose per-call setup outweighs sealing a short value. The tests open its
@@ -267,10 +273,11 @@ class BlindIndex:
         key = self._keys.get(kind) or self._derive(kind)
         return hmac.digest(key, _utf8(normalized_value, "value"), "sha256")
 
-    def digest_many(self, kind: str, normalized_values: Sequence[str]) -> list[bytes]:
-        """``digest`` for many values of one kind, in native code with the key
-        schedule done once: ``hmac.digest`` redoes it for every value, which
-        costs more than hashing a short value.
+    def digest_many(self, kind: str, normalized_values: Sequence[str | None]) -> list[bytes | None]:
+        """``digest`` for many values of one kind (None, an absent value, stays
+        None), in native code with the key schedule done once:
+        ``hmac.digest`` redoes it for every value, which costs more than
+        hashing a short value.
         """
         key = self._keys.get(kind) or self._derive(kind)
         try:

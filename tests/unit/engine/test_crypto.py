@@ -396,3 +396,16 @@ def test_batch_refuses_a_lone_surrogate_in_a_record_id_by_index() -> None:
     assert "\udfff" not in str(caught.value)
     with pytest.raises(CryptoError, match="value #1"):
         INDEX.digest_many("email", ["a", "\ud800"])
+
+
+def test_batches_keep_absent_values_absent() -> None:
+    envelopes = CIPHER.encrypt_many(
+        ["a", None, "c"], table="t", column="c", record_ids=["x", "y", "z"]
+    )
+    assert envelopes[1] is None
+    assert [
+        CIPHER.decrypt(e, table="t", column="c", record_id=r)
+        for e, r in ((envelopes[0], "x"), (envelopes[2], "z"))
+        if e is not None
+    ] == ["a", "c"]
+    assert INDEX.digest_many("email", [None, "b"]) == [None, INDEX.digest("email", "b")]
