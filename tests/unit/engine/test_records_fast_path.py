@@ -10,7 +10,8 @@ case (otherwise it would be agreeing by never running).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.util
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -26,6 +27,17 @@ from contactsync.engine.records import (
 )
 
 BENCHMARKS = Path(__file__).parents[3] / "benchmarks"
+
+
+def benchmark_records(n: int, changed: float = 0.0) -> Iterator[dict[str, str]]:
+    """The records benchmarks/engine.py generates."""
+    spec = importlib.util.spec_from_file_location("engine_benchmark", BENCHMARKS / "engine.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    generated: Iterator[dict[str, str]] = bench.records(n, changed=changed)
+    return generated
 
 
 def agree(fields: Mapping[str, object], region: str = "US") -> None:
@@ -121,15 +133,8 @@ def test_contact_like_records(fields: dict[str, object], region: str) -> None:
 
 
 def test_the_benchmark_records_agree_and_take_the_fast_path() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("engine_benchmark", BENCHMARKS / "engine.py")
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     answered = 0
-    for record in bench.records(3_000, changed=0.01):
+    for record in benchmark_records(3_000, changed=0.01):
         agree(record)
         answered += records._validate_fast(dict(record), "US") is not None
     assert answered == 3_000
@@ -193,14 +198,7 @@ def test_native_emails_are_the_email_fast_paths(email: str) -> None:
 
 
 def test_the_native_path_decides_the_benchmark_records() -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("engine_benchmark", BENCHMARKS / "engine.py")
-    assert spec is not None
-    assert spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    batch = list(bench.records(3_000))
+    batch = list(benchmark_records(3_000))
     checked = records._PREVALIDATOR.check(batch)
     assert all(values is not None for values in checked)  # every record, at record level
     pending = [answer[1] for answer in checked if answer is not None]
