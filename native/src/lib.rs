@@ -1,6 +1,7 @@
 //! The sync engine's hot loops, over whole batches: sealing a column of values
-//! (AES-256-GCM envelopes), blind-index digests (HMAC-SHA256) and PostgreSQL
-//! COPY text encoding.
+//! (AES-256-GCM envelopes), blind-index digests (HMAC-SHA256), PostgreSQL
+//! COPY text encoding, the plain-record validation pass and, in `phones`,
+//! the phone fast path.
 //!
 //! Python keeps every decision (formats, keys, associated data, what is
 //! encrypted); this module only repeats a fixed operation per value, which in
@@ -20,6 +21,9 @@ use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
+
+mod phones;
+use phones::{Phone, Phones};
 
 const TAG_LEN: usize = 16;
 
@@ -402,6 +406,7 @@ struct Prevalidator {
     false_words: Vec<String>,
     true_words: Vec<String>,
     utc: Py<PyAny>,
+    phones: Py<Phones>,
     keys: Vec<Py<PyString>>,
 }
 
@@ -449,6 +454,7 @@ impl Prevalidator {
         &self,
         py: Python<'py>,
         record: &Bound<'py, PyAny>,
+        region: &str,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let Ok(fields) = record.cast_exact::<PyDict>() else {
             return Ok(None);
@@ -546,10 +552,12 @@ impl Prevalidator {
                     values.push(PyString::new(py, &email).into_any());
                     continue;
                 }
-            } else if decided
-                && index != PHONE
-                && !text.bytes().any(|b| matches!(b, b'<' | b':' | b'&'))
-            {
+            } else if decided && index == PHONE {
+                if let Phone::Valid(e164) = self.phones.get().e164(py, text, region)? {
+                    values.push(PyString::new(py, &e164).into_any());
+                    continue;
+                }
+            } else if decided && !text.bytes().any(|b| matches!(b, b'<' | b':' | b'&')) {
                 values.push(value);
                 continue;
             }
@@ -583,6 +591,7 @@ impl Prevalidator {
         false_words: Vec<String>,
         true_words: Vec<String>,
         utc: Py<PyAny>,
+        phones: Py<Phones>,
     ) -> Self {
         Prevalidator {
             limits,
@@ -596,6 +605,7 @@ impl Prevalidator {
             false_words,
             true_words,
             utc,
+            phones,
             keys: ["externalId", "updatedAt", "deleted"]
                 .iter()
                 .chain(TEXT_FIELDS.iter())
@@ -615,17 +625,19 @@ impl Prevalidator {
     /// absent, blank or one of the usual words. Each text
     /// field it then either decides (absent or blank: None; a clean ASCII
     /// name, company or title within its limit and without `< : &`; an email
-    /// the fast path's grammar accepts, normalised) or leaves to Python by
-    /// setting its bit in `pending` (phones always). Whatever it decides is
-    /// what the Python fast path answers; the tests compare them.
+    /// the fast path's grammar accepts, normalised; a clean ASCII phone the
+    /// phone fast path finds valid for the default `region`, in E.164) or
+    /// leaves to Python by setting its bit in `pending`. Whatever it decides
+    /// is what the Python fast path answers; the tests compare them.
     fn check<'py>(
         &self,
         py: Python<'py>,
         records: &Bound<'py, PyList>,
+        region: &str,
     ) -> PyResult<Bound<'py, PyList>> {
         let out = PyList::empty(py);
         for record in records.iter() {
-            match self.record(py, &record)? {
+            match self.record(py, &record, region)? {
                 Some(values) => out.append(values)?,
                 None => out.append(py.None())?,
             }
@@ -641,6 +653,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(copy_text, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
     module.add_class::<Prevalidator>()?;
+    module.add_class::<Phones>()?;
     module.add_function(wrap_pyfunction!(content_digests, module)?)?;
     Ok(())
 }

@@ -1,8 +1,8 @@
 # The engine's hot loops, in native code (native/src/lib.rs): see that file.
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import tzinfo
-from typing import Any
+from typing import Any, Literal
 
 def seal_many(
     key: bytes,
@@ -22,6 +22,15 @@ def skip_predating(
     since: tuple[int, int, int, int, int, int, int],
 ) -> tuple[int, int]: ...
 
+class Phones:
+    def __init__(
+        self,
+        region_cc: dict[str, int],
+        country_codes: set[int],
+        source: Callable[[int], list[Any] | None],
+    ) -> None: ...
+    def normalize(self, value: str, region: str) -> str | Literal[False] | None: ...
+
 class Prevalidator:
     def __init__(
         self,
@@ -33,9 +42,10 @@ class Prevalidator:
         false_words: list[str],
         true_words: list[str],
         utc: tzinfo,
+        phones: Phones,
     ) -> None: ...
     def check(
-        self, records: list[Mapping[str, object]]
+        self, records: list[Mapping[str, object]], region: str
     ) -> list[tuple[list[object], int] | None]: ...
 
 def content_digests(key: bytes, contacts: list[Any]) -> list[bytes]: ...

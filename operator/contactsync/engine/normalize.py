@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass
-from functools import cache
 from typing import ClassVar, Final
 
 import email_validator
@@ -60,9 +58,12 @@ import phonenumbers
 from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES, EMAIL_MAX_LENGTH
 from phonenumbers import PhoneMetadata, PhoneNumberDesc, PhoneNumberFormat
 
+from contactsync import _native
+
 from .reasons import Reason
 
 __all__ = [
+    "PHONES",
     "EmailInvalid",
     "EncodingInvalid",
     "NormalizeError",
@@ -258,20 +259,17 @@ def normalize_email(value: str) -> str:
 
 # --- phone ------------------------------------------------------------------
 
-# What parse() needs for the common shapes: optional leading spaces or "(",
-# an optional "+", then ASCII digits with spaces, dashes, dots and
-# parentheses. For these, phonenumbers' extraction, extension and RFC 3966
-# handling are no-ops and its normalisation keeps exactly the digits; the
-# rest of parse() is replicated below from the region metadata. Letters
-# (vanity numbers, extensions), other separators, several "+" and non-ASCII
-# digits go to the library.
-# The "+" and what may follow it form one optional group, so that a run of
-# spaces without digits is rejected in linear time.
-_PHONE_SHAPE = re.compile(r"[ (]*(?:(\+)[ (]*)?([0-9][0-9 ().\-]*)")
-_MAX_INPUT_LENGTH: Final = 250  # phonenumbers' _MAX_INPUT_STRING_LENGTH
+# The fast path (native code, `contactsync._native.Phones`) handles the
+# common shapes: optional leading spaces or "(", an optional "+", then ASCII
+# digits with spaces, dashes, dots and parentheses. For these, phonenumbers'
+# extraction, extension and RFC 3966 handling are no-ops and its
+# normalisation keeps exactly the digits; the rest of parse() and
+# is_valid_number() is replicated from the region metadata, which this
+# module reads and hands over as pattern strings, one country calling code
+# at a time. Letters (vanity numbers, extensions), other separators,
+# several "+" and non-ASCII digits go to the library.
 _MIN_NSN: Final = 2  # phonenumbers' _MIN_LENGTH_FOR_NSN
 _MAX_NSN: Final = 17  # phonenumbers' _MAX_LENGTH_FOR_NSN
-_MAX_CC_DIGITS: Final = 3
 _NON_GEO: Final = "001"
 
 # phonenumbers' ValidationResult, only the outcomes parse() tells apart.
@@ -281,48 +279,31 @@ _TOO_LONG: Final = 2
 _LOCAL_ONLY: Final = 3
 _INVALID_LENGTH: Final = 4
 
-
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    """One region's metadata, compiled once, for the parts parse() and
-    is_valid_number() use."""
-
-    cc: int
-    cc_str: str
-    idd: re.Pattern[str] | None
-    national_prefix: re.Pattern[str] | None
-    transform: str | None
-    general: re.Pattern[str]
-    # phonenumbers' length verdict for the general description, by length.
-    verdicts: tuple[int, ...]
-    leading: re.Pattern[str] | None
-    # Per length of a national number, one pattern that fully matches exactly
-    # the numbers is_valid_number() accepts at that length. Lengths the
-    # general description rules out have no entry.
-    valid_by_length: dict[int, re.Pattern[str]]
+# One region's metadata as the native fast path takes it: region, country
+# code, then the patterns (None: absent) -- international prefix, national
+# prefix for parsing, its transform rule, the general description --, the
+# general description's length verdict by length (0..17), the leading-digits
+# pattern, and by length (0..17) the number types' patterns, joined.
+_PlanSource = tuple[
+    str,
+    int,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    list[int],
+    str | None,
+    list[str | None],
+]
 
 
-def _compile(pattern: str | None) -> re.Pattern[str] | None:
-    # The library treats a missing or empty number pattern as matching nothing.
-    return re.compile(pattern) if pattern else None
-
-
-_NEVER: Final = re.compile(r"(?!)")  # stands for a missing pattern: matches nothing
-
-
-def _compile_prefix(pattern: str | None) -> re.Pattern[str] | None:
-    # ...but compiles any present prefix pattern, even an empty one.
-    return None if pattern is None else re.compile(pattern)
-
-
-def _valid_by_length(
-    meta: PhoneMetadata, general: PhoneNumberDesc
-) -> dict[int, re.Pattern[str]] | None:
-    """is_valid_number's test, one regex per length: the general pattern as
-    a lookahead, then the number types in the library's order. The library
-    fully matches each pattern on its own; joining them is equivalent
-    because no metadata pattern has groups (so no backreferences). Metadata
-    with groups returns None and goes to the library."""
+def _valid_by_length(meta: PhoneMetadata, general: PhoneNumberDesc) -> list[str | None] | None:
+    """is_valid_number's test, one pattern per length: the number types in
+    the library's order, joined, to be fully matched after the general
+    pattern. The library fully matches each pattern on its own; joining them
+    is equivalent because no metadata pattern has groups (so no
+    backreferences). Metadata with groups returns None and goes to the
+    library."""
     descs = [
         meta.premium_rate,
         meta.toll_free,
@@ -343,7 +324,7 @@ def _valid_by_length(
     ]
     if any(pattern and re.compile(pattern).groups for pattern in patterns):
         return None
-    by_length: dict[int, re.Pattern[str]] = {}
+    by_length: list[str | None] = [None] * (_MAX_NSN + 1)
     if not general.national_number_pattern:
         return by_length
     for length in range(_MIN_NSN, _MAX_NSN + 1):
@@ -357,8 +338,7 @@ def _valid_by_length(
             and (not desc.possible_length or length in desc.possible_length)
         ]
         if types:
-            lookahead = rf"(?=(?:{general.national_number_pattern})\Z)"
-            by_length[length] = re.compile(lookahead + "(?:" + "|".join(types) + ")")
+            by_length[length] = "|".join(types)
     return by_length
 
 
@@ -375,8 +355,8 @@ def _length_verdict(lengths: tuple[int, ...], local_lengths: tuple[int, ...], le
     return _POSSIBLE if length in lengths[1:] else _INVALID_LENGTH
 
 
-def _build_plan(meta: PhoneMetadata) -> _Plan | None:
-    """The compiled plan, or None for metadata the fast path does not model
+def _plan_source(region: str, meta: PhoneMetadata) -> _PlanSource | None:
+    """The region's plan, or None for metadata the fast path does not model
     (none ships today): no general description or country code, no
     possible lengths or ones past the longest national number, a transform
     rule without groups (parse() would index an empty tuple), patterns with
@@ -390,121 +370,66 @@ def _build_plan(meta: PhoneMetadata) -> _Plan | None:
         or max(general.possible_length + general.possible_length_local_only) > _MAX_NSN
     ):
         return None
-    national_prefix = _compile(meta.national_prefix_for_parsing)
+    # The library treats a missing or empty number pattern as matching
+    # nothing, but compiles any present prefix pattern, even an empty one.
+    national_prefix = meta.national_prefix_for_parsing or None
     transform = meta.national_prefix_transform_rule or None
-    if transform is not None and national_prefix is not None and not national_prefix.groups:
+    if (
+        transform is not None
+        and national_prefix is not None
+        and not re.compile(national_prefix).groups
+    ):
         return None
     valid_by_length = _valid_by_length(meta, general)
     if valid_by_length is None:
         return None
-    return _Plan(
-        cc=cc,
-        cc_str=str(cc),
-        idd=_compile_prefix(meta.international_prefix),
-        national_prefix=national_prefix,
-        transform=transform,
-        general=_compile(general.national_number_pattern) or _NEVER,
-        verdicts=tuple(
+    return (
+        region,
+        cc,
+        meta.international_prefix,
+        national_prefix,
+        transform,
+        general.national_number_pattern or None,
+        [
             _length_verdict(general.possible_length, general.possible_length_local_only, length)
             for length in range(_MAX_NSN + 1)
-        ),
-        leading=_compile_prefix(meta.leading_digits),
-        valid_by_length=valid_by_length,
+        ],
+        meta.leading_digits,
+        valid_by_length,
     )
 
 
-@cache
-def _region_plan(region: str) -> _Plan | None:
-    if region not in phonenumbers.SUPPORTED_REGIONS:
-        return None
-    meta = PhoneMetadata.metadata_for_region(region)
-    return None if meta is None else _build_plan(meta)
-
-
-@cache
-def _non_geo_plan(cc: int) -> _Plan | None:
-    meta = PhoneMetadata.metadata_for_nongeo_region(cc)
-    return None if meta is None else _build_plan(meta)
-
-
-def _plan_for(cc: int, region: str) -> _Plan | None:
-    return _non_geo_plan(cc) if region == _NON_GEO else _region_plan(region)
-
-
-@cache
-def _main_plan(cc: int) -> _Plan | None:
-    """The plan parse() switches to for a country code: its main region's."""
-    return _plan_for(cc, phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc][0])
-
-
-def _verdict(plan: _Plan, number: str) -> int:
-    # Past the longest national number (17) every length is too long; a
-    # transform rule can lengthen a number, so this is not just a lookup.
-    length = len(number)
-    return plan.verdicts[length] if length <= _MAX_NSN else _TOO_LONG
-
-
-def _strip_national_prefix(plan: _Plan, number: str) -> str:
-    """phonenumbers' _maybe_strip_national_prefix_carrier_code, number only."""
-    if not number or plan.national_prefix is None:
-        return number
-    match = plan.national_prefix.match(number)
-    if match is None:
-        return number
-    viable = plan.general.fullmatch(number) is not None
-    if plan.transform is None or match.groups()[-1] is None:
-        stripped = number[match.end() :]
-    else:
-        stripped = plan.national_prefix.sub(plan.transform, number, count=1)
-    # Keep the prefix when stripping turns a viable number into a non-viable one.
-    if viable and plan.general.fullmatch(stripped) is None:
-        return number
-    return stripped
-
-
-def _is_valid_for(plan: _Plan, nsn: str) -> bool:
-    """phonenumbers' _number_type_helper(nsn, metadata) != UNKNOWN."""
-    pattern = plan.valid_by_length.get(len(nsn))
-    return pattern is not None and pattern.fullmatch(nsn) is not None
-
-
-@cache
-def _country_plans(cc: int) -> tuple[_Plan, ...] | None:
+def _country_plans(cc: int) -> list[_PlanSource] | None:
     """The plans of the regions sharing a country code, main region first;
-    None when one of them is beyond the fast path."""
-    plans = [_plan_for(cc, region) for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE[cc]]
-    return None if None in plans else tuple(plan for plan in plans if plan is not None)
+    None when one of them is beyond the fast path. The native fast path
+    calls this once per code it meets."""
+    plans = []
+    for region in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(cc, ()):
+        if region == _NON_GEO:
+            meta = PhoneMetadata.metadata_for_nongeo_region(cc)
+        elif region in phonenumbers.SUPPORTED_REGIONS:
+            meta = PhoneMetadata.metadata_for_region(region)
+        else:
+            return None
+        plan = None if meta is None else _plan_source(region, meta)
+        if plan is None:
+            return None
+        plans.append(plan)
+    return plans or None
 
 
-def _is_valid(cc: int, nsn: str) -> bool | None:
-    """phonenumbers' is_valid_number: find the region, then validate for it.
-    None when a region's metadata is beyond the fast path."""
-    plans = _country_plans(cc)
-    if plans is None:
-        return None
-    if len(plans) == 1:
-        return _is_valid_for(plans[0], nsn)
-    for plan in plans:
-        if plan.leading is not None:
-            if plan.leading.match(nsn):
-                return _is_valid_for(plan, nsn)
-        elif _is_valid_for(plan, nsn):
-            return True
-    return False
-
-
-# Country calling codes by their digits, for a dict lookup per prefix length.
-_COUNTRY_CODES: Final = {str(cc): cc for cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
-
-
-def _split_country_code(digits: str) -> tuple[int, str]:
-    """phonenumbers' _extract_country_code: (0, digits) when there is none."""
-    if digits[0] != "0":
-        for end in range(1, _MAX_CC_DIGITS + 1):
-            cc = _COUNTRY_CODES.get(digits[:end])
-            if cc is not None:
-                return cc, digits[end:]
-    return 0, digits
+# One per process: it compiles each country's patterns on first use, and the
+# record model's native pass (records._PREVALIDATOR) shares it.
+PHONES: Final = _native.Phones(
+    {
+        region: cc
+        for cc, regions in phonenumbers.COUNTRY_CODE_TO_REGION_CODE.items()
+        for region in regions
+        if region in phonenumbers.SUPPORTED_REGIONS
+    },
+    set(phonenumbers.COUNTRY_CODE_TO_REGION_CODE),
+    _country_plans,
+)
 
 
 def fast_normalize_phone(value: str, default_region: str) -> str | None:
@@ -514,67 +439,14 @@ def fast_normalize_phone(value: str, default_region: str) -> str | None:
     the number and find it invalid. It handles ``+<cc> ...`` and national
     numbers of ``default_region`` written with digits, spaces, dashes, dots
     and parentheses, replicating phonenumbers' parse() and
-    is_valid_number() from the same metadata with precompiled patterns.
-    International dialling prefixes (00, 011, ...), letters, extensions,
-    unknown country codes and anything parse() would reject go to the
-    library.
+    is_valid_number() from the same metadata in native code. International
+    dialling prefixes (00, 011, ...), letters, extensions, unknown country
+    codes and anything parse() would reject go to the library.
     """
-    if len(value) > _MAX_INPUT_LENGTH:
-        return None
-    shape = _PHONE_SHAPE.fullmatch(value)
-    if shape is None:
-        return None
-    home = _region_plan(default_region)
-    if home is None:
-        return None
-    plus, digits = shape.groups()
-    if not digits.isdigit():
-        # Five replace() calls beat translate() and re.sub() on strings this short.
-        digits = (
-            digits.replace(" ", "")
-            .replace("-", "")
-            .replace("(", "")
-            .replace(")", "")
-            .replace(".", "")
-        )
-    # Fewer digits: parse() rejects or takes the two-digit branch; more:
-    # certainly too long. Either way the library decides.
-    if not 3 <= len(digits) <= _MAX_CC_DIGITS + _MAX_NSN:
-        return None
-    plan: _Plan | None
-    if plus:
-        cc, national = _split_country_code(digits)
-        if cc == 0:
-            return None  # parse() retries without the "+": leave it to the library
-        plan = _main_plan(cc)
-    else:
-        if home.idd is not None and home.idd.match(digits):
-            return None
-        cc, national, plan = home.cc, digits, home
-        if digits.startswith(home.cc_str):
-            # The default region's country code written without "+": parse()
-            # drops it when that makes the number fit the region better.
-            candidate = _strip_national_prefix(home, digits[len(home.cc_str) :])
-            if (
-                home.general.fullmatch(digits) is None
-                and home.general.fullmatch(candidate) is not None
-            ) or _verdict(home, digits) == _TOO_LONG:
-                national, plan = candidate, _main_plan(cc)
-    if plan is None or len(national) < _MIN_NSN:
-        return None
-    stripped = _strip_national_prefix(plan, national)
-    # parse() keeps the national prefix when what is left is not a possible
-    # length for the region (it may be a short code).
-    if _verdict(plan, stripped) in (_POSSIBLE, _TOO_LONG):
-        national = stripped
-    if len(national) > _MAX_NSN:
-        return None
-    valid = _is_valid(cc, national)
-    if valid is None:
-        return None
-    if not valid:
+    result = PHONES.normalize(value, default_region)
+    if result is False:
         raise PhoneInvalid
-    return f"+{cc}{national}"
+    return result
 
 
 def phone_by_library(value: str, default_region: str) -> str:

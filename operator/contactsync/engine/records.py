@@ -48,6 +48,7 @@ from contactsync import _native
 
 from .normalize import (
     BAD_DECODE,
+    PHONES,
     NormalizeError,
     clean_text,
     contains_markup,
@@ -431,7 +432,8 @@ def validate_records(
     """
     _context(default_region)
     results: list[Contact | list[Reason]] = []
-    for fields, checked in zip(batch, _PREVALIDATOR.check(list(batch)), strict=True):
+    prevalidated = _PREVALIDATOR.check(list(batch), default_region)
+    for fields, checked in zip(batch, prevalidated, strict=True):
         contact = None if checked is None else _finish(checked, default_region)
         results.append(contact or _validate(fields, default_region, fast=True))
     return results
@@ -608,11 +610,11 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # a placeholder, never returne
 # The fast path above still costs a Python call per field. For plain records
 # (an exact dict of str or None, no attributes, at most a quarter of the size
 # limit in characters) `_native.Prevalidator` decides, in one call per batch,
-# what needs no Unicode tables and no phone metadata: clean ASCII ids, names,
-# companies and titles (without the characters markup needs), emails the
-# email fast path's grammar accepts, timestamps in the common UTC shape and
-# the `deleted` words. It leaves each other text field to `_finish` (phones
-# always) and any other record to `_validate`. The fast-path tests compare
+# what needs no Unicode tables: clean ASCII ids, names, companies and titles
+# (without the characters markup needs), emails the email fast path's grammar
+# accepts, phones the phone fast path finds valid, timestamps in the common
+# UTC shape and the `deleted` words. It leaves each other text field to
+# `_finish` and any other record to `_validate`. The fast-path tests compare
 # validate_record, which runs this, with the model.
 
 _PREVALIDATOR: Final = _native.Prevalidator(
@@ -631,6 +633,7 @@ _PREVALIDATOR: Final = _native.Prevalidator(
     list(_FALSE_WORDS),
     list(_TRUE_WORDS),
     UTC,
+    PHONES,
 )
 _PENDING: Final = tuple(check for _, check in _TEXT_CHECKS)
 
@@ -640,7 +643,7 @@ def _finish(checked: tuple[list[object], int], region: str) -> Contact | None:
     left pending; None when one of them fails (the Python path then collects
     every reason) or holds what the fast path leaves to the model."""
     values, pending = checked
-    while pending:  # the set bits only: mostly just the phone's
+    while pending:  # the set bits only
         index = pending.bit_length() - 1
         pending ^= 1 << index
         value = values[1 + index]
