@@ -352,6 +352,33 @@ fn clean_ascii(text: &str) -> bool {
         && !bytes.windows(2).any(|pair| pair == b"  ")
 }
 
+/// The letters of Latin-1 and Latin Extended-A (U+00C0..U+017F, without the
+/// signs U+00D7 and U+00F7): precomposed letters that are NFC, combine with
+/// no neighbour and hold nothing `clean_text` removes, so text of these and
+/// printable ASCII is NFC as written. `test_records_fast_path` checks this
+/// against Python's own Unicode tables.
+fn is_latin_letter(c: char) -> bool {
+    ('\u{c0}'..='\u{17f}').contains(&c) && c != '\u{d7}' && c != '\u{f7}'
+}
+
+/// `clean_ascii`, but also with Latin letters: the names, companies and titles
+/// `clean_text` returns unchanged. Returns its length in characters (Python's
+/// `len`), or None when it is not such text.
+fn clean_latin(text: &str) -> Option<usize> {
+    let mut chars = 0;
+    for c in text.chars() {
+        if !((' '..='~').contains(&c) || is_latin_letter(c)) {
+            return None;
+        }
+        chars += 1;
+    }
+    let bytes = text.as_bytes();
+    (bytes.first() != Some(&b' ')
+        && bytes.last() != Some(&b' ')
+        && !bytes.windows(2).any(|pair| pair == b"  "))
+    .then_some(chars)
+}
+
 const ATEXT_SPECIALS: &[u8] = b"!#$%&'*+/=?^_`{|}~-";
 
 fn is_atext(b: u8) -> bool {
@@ -411,14 +438,24 @@ struct Prevalidator {
 }
 
 impl Prevalidator {
-    /// The email fast path (`normalize.fast_normalize_email`) for a clean ASCII
-    /// address: its normalised form, or None to leave it to Python.
+    /// The email fast path (`normalize.fast_normalize_email`) for a clean
+    /// address with an ASCII domain: its normalised form, or None to leave it
+    /// to Python. The local part may hold Latin letters as well as ASCII:
+    /// email-validator accepts any letter in a dot-atom (RFC 6531) and keeps
+    /// such a local part as it is (it is NFC, and no role mailbox name).
     fn email(&self, text: &str) -> Option<String> {
         let (local, domain) = text.split_once('@')?;
+        let atext = |c: char| {
+            if c.is_ascii() {
+                is_atext(c as u8)
+            } else {
+                is_latin_letter(c)
+            }
+        };
         if local.is_empty()
             || !local
                 .split('.')
-                .all(|part| !part.is_empty() && part.bytes().all(is_atext))
+                .all(|part| !part.is_empty() && part.chars().all(atext))
         {
             return None;
         }
@@ -546,19 +583,27 @@ impl Prevalidator {
                 values.push(py.None().into_bound(py));
                 continue;
             }
-            let decided = clean_ascii(text) && text.len() <= self.limits[index];
-            if decided && index == EMAIL {
-                if let Some(email) = self.email(text) {
-                    values.push(PyString::new(py, &email).into_any());
-                    continue;
-                }
-            } else if decided && index == PHONE {
-                if let Phone::Valid(e164) = self.phones.get().e164(py, text, region)? {
-                    values.push(PyString::new(py, &e164).into_any());
-                    continue;
-                }
-            } else if decided && !text.bytes().any(|b| matches!(b, b'<' | b':' | b'&')) {
-                values.push(value);
+            let limit = self.limits[index];
+            let ascii = clean_ascii(text) && text.len() <= limit;
+            let decided = match index {
+                // The limit in UTF-8 bytes, as email-validator counts.
+                EMAIL => (clean_latin(text).is_some() && text.len() <= limit)
+                    .then(|| self.email(text))
+                    .flatten()
+                    .map(|email| PyString::new(py, &email).into_any()),
+                PHONE if ascii => match self.phones.get().e164(py, text, region)? {
+                    Phone::Valid(e164) => Some(PyString::new(py, &e164).into_any()),
+                    Phone::Invalid | Phone::Defer => None,
+                },
+                PHONE => None,
+                // Names, company, title: as given, when clean and without
+                // the characters markup needs.
+                _ => (clean_latin(text).is_some_and(|chars| chars <= limit)
+                    && !text.bytes().any(|b| matches!(b, b'<' | b':' | b'&')))
+                .then(|| value.clone()),
+            };
+            if let Some(decided) = decided {
+                values.push(decided);
                 continue;
             }
             pending |= 1 << index;
@@ -623,9 +668,10 @@ impl Prevalidator {
     /// values without attributes, its externalId and updatedAt are clean
     /// ASCII (the timestamp in `utc_instant`'s shape) and `deleted` is
     /// absent, blank or one of the usual words. Each text
-    /// field it then either decides (absent or blank: None; a clean ASCII
-    /// name, company or title within its limit and without `< : &`; an email
-    /// the fast path's grammar accepts, normalised; a clean ASCII phone the
+    /// field it then either decides (absent or blank: None; a clean name,
+    /// company or title of ASCII and Latin letters within its limit and
+    /// without `< : &`; an email the fast path's grammar accepts, its local
+    /// part also with Latin letters, normalised; a clean ASCII phone the
     /// phone fast path finds valid for the default `region`, in E.164) or
     /// leaves to Python by setting its bit in `pending`. Whatever it decides
     /// is what the Python fast path answers; the tests compare them.

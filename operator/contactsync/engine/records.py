@@ -610,9 +610,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)  # a placeholder, never returne
 # The fast path above still costs a Python call per field. For plain records
 # (an exact dict of str or None, no attributes, at most a quarter of the size
 # limit in characters) `_native.Prevalidator` decides, in one call per batch,
-# what needs no Unicode tables: clean ASCII ids, names, companies and titles
-# (without the characters markup needs), emails the email fast path's grammar
-# accepts, phones the phone fast path finds valid, timestamps in the common
+# what needs no Unicode tables: clean ASCII ids; names, companies and titles
+# of ASCII and Latin letters (without the characters markup needs); emails the
+# email fast path's grammar accepts (their local part also with Latin
+# letters); phones the phone fast path finds valid; timestamps in the common
 # UTC shape and the `deleted` words. It leaves each other text field to
 # `_finish` and any other record to `_validate`. The fast-path tests compare
 # validate_record, which runs this, with the model.
