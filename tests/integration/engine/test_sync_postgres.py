@@ -282,9 +282,9 @@ def test_postgres_source_reads_a_query_and_only_reads(env: SyncEnv) -> None:
     assert len(env.rows()) == 3
 
 
-@pytest.mark.parametrize("bulk", [True, False])
-def test_a_first_load_builds_the_blind_indexes_afterwards(
-    env: SyncEnv, monkeypatch: pytest.MonkeyPatch, bulk: bool
+@pytest.mark.parametrize(("bulk", "referenced"), [(True, False), (True, True), (False, False)])
+def test_a_first_load_builds_its_indexes_afterwards(
+    env: SyncEnv, monkeypatch: pytest.MonkeyPatch, bulk: bool, referenced: bool
 ) -> None:
     # Lowered threshold: the bulk path on a small load. The table exists but
     # is empty (made by the destination's own DDL), as before a first sync.
@@ -292,6 +292,8 @@ def test_a_first_load_builds_the_blind_indexes_afterwards(
     with psycopg.connect(env.dsn) as conn:
         for statement in pg_destination.ddl("contacts", frozenset({"email"})):
             conn.execute(statement)
+        if referenced:  # a foreign key needs the primary key: it stays
+            conn.execute("CREATE TABLE notes (contact text REFERENCES contacts (external_id))")
 
     def indexes() -> dict[str, tuple[int, str]]:
         query = (
@@ -308,7 +310,14 @@ def test_a_first_load_builds_the_blind_indexes_afterwards(
     # The same indexes, defined the same way; rebuilt (new oids) only in bulk.
     assert {n: d for n, (_, d) in after.items()} == {n: d for n, (_, d) in before.items()}
     rebuilt = {n for n in after if after[n][0] != before[n][0]}
-    assert rebuilt == ({"contacts_email_bidx", "contacts_phone_bidx"} if bulk else set())
+    blind = {"contacts_email_bidx", "contacts_phone_bidx"}
+    if not bulk:
+        assert rebuilt == set()
+    else:
+        assert rebuilt == (blind if referenced else blind | {"contacts_pkey"})
+    with psycopg.connect(env.dsn) as conn:
+        constraint = "SELECT contype FROM pg_constraint WHERE conname = 'contacts_pkey'"
+        assert conn.execute(constraint).fetchall() == [("p",)]
     # And they serve the second-level match: a new source id with a stored email.
     newer = contact(99, email="person.1@example.com", updatedAt="2025-05-01T00:00:00Z")
     summary = env.run(env.spec(csv_source(write_csv(env.root / "again.csv", [newer]))))

@@ -331,17 +331,25 @@ class PostgresRun:
         #    the advisory lock, so nothing else inserts them meanwhile; should
         #    anything outside ContactSync do so, the run fails and writes nothing.
         stage_targets = sql.SQL(", ").join(sql.Identifier("s", c) for c in COLUMNS.values())
-        # A first load into an empty table (a backfill) builds the blind
-        # indexes once, by sorting, after the rows are in, instead of growing
-        # them row by row: a third of a million-row run's time. Dropping them
-        # locks the table until the commit; it is empty, so readers only wait
-        # for the first rows. A failed run rolls the drop back with the rest.
+        # A first load into an empty table (a backfill) builds its indexes
+        # once, by sorting, after the rows are in, instead of growing them row
+        # by row: the blind indexes, and the primary key unless a foreign key
+        # needs it. Dropping them locks the table until the commit; it is
+        # empty, so readers only wait for the first rows. A failed run rolls
+        # the drops back with the rest; rebuilding the primary key checks
+        # uniqueness as the inserts would have.
         bulk = winners >= BULK_LOAD_MIN and not _exists(
             cur, sql.SQL("SELECT 1 FROM {t}").format(t=t)
         )
+        primary_key = None
         if bulk:
             for column in BLIND_INDEXED:
                 cur.execute(sql.SQL("DROP INDEX {}").format(blind_index(self.table, column)))
+            primary_key = _unreferenced_primary_key(cur, t)
+            if primary_key is not None:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {t} DROP CONSTRAINT {pk}").format(t=t, pk=primary_key)
+                )
         cur.execute(
             sql.SQL(
                 "INSERT INTO {t} (external_id, source_id, {targets}, email_bidx, phone_bidx,"
@@ -360,6 +368,12 @@ class PostgresRun:
         inserted = cur.rowcount
         if bulk:
             cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            if primary_key is not None:
+                cur.execute(
+                    sql.SQL("ALTER TABLE {t} ADD CONSTRAINT {pk} PRIMARY KEY (external_id)").format(
+                        t=t, pk=primary_key
+                    )
+                )
             for statement in blind_indexes(self.table):
                 cur.execute(statement)
         updates = sql.SQL(", ").join(
@@ -419,6 +433,20 @@ def _exists(cur: psycopg.Cursor[tuple[object, ...]], query: sql.Composed) -> boo
     row = cur.fetchone()
     assert row is not None
     return bool(row[0])
+
+
+def _unreferenced_primary_key(
+    cur: psycopg.Cursor[tuple[object, ...]], table: sql.Identifier
+) -> sql.Identifier | None:
+    """The name of the table's primary key, unless a foreign key refers to it."""
+    cur.execute(
+        "SELECT c.conname FROM pg_constraint c"
+        " WHERE c.conrelid = %s::regclass AND c.contype = 'p'"
+        " AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.confrelid = c.conrelid)",
+        (table.as_string(cur),),
+    )
+    row = cur.fetchone()
+    return None if row is None else sql.Identifier(str(row[0]))
 
 
 def _count(cur: psycopg.Cursor[tuple[object, ...]], query: sql.SQL | sql.Composed) -> int:
