@@ -17,7 +17,10 @@ use blake2::digest::Mac;
 use blake2::Blake2bMac;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyBytes, PyDateTime, PyDict, PyList, PyString, PyTuple, PyTzInfo};
+use pyo3::types::{
+    PyBool, PyBytes, PyDateAccess, PyDateTime, PyDelta, PyDeltaAccess, PyDict, PyList, PyString,
+    PyTimeAccess, PyTuple, PyTzInfo,
+};
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
@@ -183,6 +186,91 @@ fn copy_text<'py>(py: Python<'py>, rows: &Bound<'py, PyAny>) -> PyResult<Bound<'
             }
         }
         out.push(b'\n');
+    }
+    Ok(PyBytes::new(py, &out))
+}
+
+/// Days from 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+/// PostgreSQL's epoch (2000-01-01), in days after the Unix epoch.
+const POSTGRES_EPOCH_DAYS: i64 = 10_957;
+
+/// An aware datetime as `timestamptz`'s binary form: microseconds since
+/// 2000-01-01 00:00 UTC.
+fn timestamptz(value: &Bound<'_, PyDateTime>, index: usize) -> PyResult<i64> {
+    let offset = value.call_method0("utcoffset")?;
+    let Ok(offset) = offset.cast::<PyDelta>() else {
+        return Err(PyValueError::new_err(format!(
+            "row #{index}: a datetime without a time zone"
+        )));
+    };
+    let days = days_from_civil(
+        i64::from(value.get_year()),
+        i64::from(value.get_month()),
+        i64::from(value.get_day()),
+    ) - POSTGRES_EPOCH_DAYS;
+    let seconds = days * 86_400
+        + i64::from(value.get_hour()) * 3_600
+        + i64::from(value.get_minute()) * 60
+        + i64::from(value.get_second())
+        - (i64::from(offset.get_days()) * 86_400 + i64::from(offset.get_seconds()));
+    Ok(seconds * 1_000_000 + i64::from(value.get_microsecond())
+        - i64::from(offset.get_microseconds()))
+}
+
+fn push_field(out: &mut Vec<u8>, data: &[u8], index: usize) -> PyResult<()> {
+    let length = i32::try_from(data.len())
+        .map_err(|_| PyValueError::new_err(format!("row #{index}: a value over 2 GiB")))?;
+    out.extend_from_slice(&length.to_be_bytes());
+    out.extend_from_slice(data);
+    Ok(())
+}
+
+/// Rows (tuples) as the tuples of PostgreSQL's binary COPY format, without
+/// the file header and trailer. A cell is None (NULL), str (`text`), bytes
+/// (`bytea`, or any type's binary form, such as `jsonb`'s), bool (`boolean`)
+/// or an aware datetime (`timestamptz`).
+#[pyfunction]
+fn copy_binary<'py>(py: Python<'py>, rows: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let mut out: Vec<u8> = Vec::with_capacity(rows.len().unwrap_or(0) * 512);
+    for (index, row) in rows.try_iter()?.enumerate() {
+        let row = row?;
+        let row = row
+            .cast::<PyTuple>()
+            .map_err(|_| PyValueError::new_err(format!("row #{index}: not a tuple")))?;
+        let width = i16::try_from(row.len())
+            .map_err(|_| PyValueError::new_err(format!("row #{index}: too many cells")))?;
+        out.extend_from_slice(&width.to_be_bytes());
+        for (column, cell) in row.iter().enumerate() {
+            if cell.is_none() {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+            } else if let Ok(text) = cell.cast::<PyString>() {
+                push_field(
+                    &mut out,
+                    text.to_str().map_err(|_| not_text(index))?.as_bytes(),
+                    index,
+                )?;
+            } else if let Ok(data) = cell.cast::<PyBytes>() {
+                push_field(&mut out, data.as_bytes(), index)?;
+            } else if let Ok(flag) = cell.cast::<PyBool>() {
+                push_field(&mut out, &[u8::from(flag.is_true())], index)?;
+            } else if let Ok(moment) = cell.cast::<PyDateTime>() {
+                push_field(&mut out, &timestamptz(moment, index)?.to_be_bytes(), index)?;
+            } else {
+                return Err(PyValueError::new_err(format!(
+                    "row #{index}, cell #{column}: not None, str, bytes, bool or datetime"
+                )));
+            }
+        }
     }
     Ok(PyBytes::new(py, &out))
 }
@@ -697,6 +785,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(seal_many, module)?)?;
     module.add_function(wrap_pyfunction!(hmac_sha256_many, module)?)?;
     module.add_function(wrap_pyfunction!(copy_text, module)?)?;
+    module.add_function(wrap_pyfunction!(copy_binary, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
     module.add_class::<Prevalidator>()?;
     module.add_class::<Phones>()?;

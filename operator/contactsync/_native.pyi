@@ -1,7 +1,7 @@
 # The engine's hot loops, in native code (native/src/lib.rs): see that file.
 
 from collections.abc import Callable, Iterable, Mapping
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any, Literal
 
 def seal_many(
@@ -13,6 +13,9 @@ def seal_many(
 ) -> list[bytes | None]: ...
 def hmac_sha256_many(key: bytes, values: list[str | None]) -> list[bytes | None]: ...
 def copy_text(rows: Iterable[tuple[str | bytes | bool | None, ...]]) -> bytes: ...
+def copy_binary(
+    rows: Iterable[tuple[str | bytes | bool | datetime | None, ...]],
+) -> bytes: ...
 def skip_predating(
     data: bytes,
     delimiter: int,

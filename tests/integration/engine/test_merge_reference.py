@@ -167,7 +167,14 @@ def test_the_merge_agrees_with_the_reference(bed: TestBed, tmp_path: Path, full:
                             [(row[0], row[0], *row[1:]) for row in stored],
                         )
                 with conn.transaction():
-                    run = PostgresRun(conn, table=table, sync_key=table, run_id="r", key_id="k")
+                    run = PostgresRun(
+                        conn,
+                        table=table,
+                        encrypted_columns=frozenset(),
+                        sync_key=table,
+                        run_id="r",
+                        key_id="k",
+                    )
                     run.begin()
                     run.write(batch)
                     if table == "m_new":

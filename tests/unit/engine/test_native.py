@@ -28,6 +28,31 @@ def test_copy_text_refuses_other_types_and_lone_surrogates_without_echo() -> Non
     assert "secret" not in str(caught.value)
 
 
+def test_copy_binary_encodes_each_kind_of_cell() -> None:
+    moment = datetime(2000, 1, 1, 0, 0, 1, tzinfo=UTC)  # one second after PostgreSQL's epoch
+    assert _native.copy_binary([("é", b"\x01", True, moment, None)]) == (
+        b"\x00\x05"  # five cells
+        b"\x00\x00\x00\x02\xc3\xa9"
+        b"\x00\x00\x00\x01\x01"
+        b"\x00\x00\x00\x01\x01"
+        b"\x00\x00\x00\x08" + (1_000_000).to_bytes(8, "big") + b"\xff\xff\xff\xff"
+    )
+    assert _native.copy_binary([]) == b""
+
+
+def test_copy_binary_refuses_what_it_cannot_type_without_echo() -> None:
+    refusal = r"row #1, cell #0: not None, str, bytes, bool or datetime"
+    with pytest.raises(ValueError, match=refusal):
+        _native.copy_binary([("ok",), (12,)])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"row #0: a datetime without a time zone"):
+        _native.copy_binary([(datetime(2024, 1, 1),)])
+    with pytest.raises(ValueError, match=r"row #0: not a tuple"):
+        _native.copy_binary([["secret"]])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match=r"value #0") as caught:
+        _native.copy_binary([("secret\ud800",)])
+    assert "secret" not in str(caught.value)
+
+
 TEXT = st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=12)
 CONTACTS = st.builds(
     Contact,

@@ -44,13 +44,22 @@ _STAGE_COLUMNS = [
 ]
 _COLUMN_NAMES = tuple(COLUMNS.values())
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# jsonb's binary form: a version byte, then the JSON text.
+_JSONB_VERSION = b"\x01"
+_NO_ATTRIBUTES = _JSONB_VERSION + b"{}"
+# Binary COPY's file header (signature, no flags, no extension) and trailer.
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
 
 
 def encode(prepared: Prepared) -> EncodedBatch:
-    """Turn prepared rows into COPY text; runs in the worker processes.
+    """Turn prepared rows into COPY data; runs in the worker processes.
 
-    The encoding itself is native (``copy_text``: escaped text, hex bytea);
-    a test compares it with psycopg's own COPY through a real server.
+    Valid rows go in COPY's binary format (``copy_binary``): about 40% fewer
+    bytes than text, whose bytea is hex, and a third of the server's parsing.
+    Quarantined ones, few, go as text (``copy_text``), the parent appending
+    the run's columns to each line. Tests compare both encoders with
+    psycopg's own COPY through a real server.
     """
     rows = zip(
         prepared.external_ids,
@@ -58,8 +67,11 @@ def encode(prepared: Prepared) -> EncodedBatch:
         prepared.email_bidx,
         prepared.phone_bidx,
         # Most contacts have no attributes: skip json.dumps for them.
-        [_json(attributes) if attributes else "{}" for attributes in prepared.attributes],
-        [updated_at.isoformat() for updated_at in prepared.updated_at],
+        [
+            _JSONB_VERSION + _json(attributes).encode() if attributes else _NO_ATTRIBUTES
+            for attributes in prepared.attributes
+        ],
+        prepared.updated_at,
         prepared.deleted,
         prepared.digests,
         strict=True,
@@ -69,7 +81,7 @@ def encode(prepared: Prepared) -> EncodedBatch:
         for reject in prepared.rejected
     ]
     return EncodedBatch(
-        rows=_native.copy_text(rows),
+        rows=_native.copy_binary(rows),
         quarantine=_native.copy_text(quarantine),
         seen_ids=[r.external_id for r in prepared.rejected if r.external_id is not None],
         valid=prepared.valid,
@@ -82,6 +94,23 @@ def encode(prepared: Prepared) -> EncodedBatch:
 
 BLIND_INDEXED = ("email_bidx", "phone_bidx")
 BULK_LOAD_MIN = 10_000  # a first load this large builds its blind indexes afterwards
+
+
+def _stage_types(encrypted_columns: frozenset[str]) -> dict[str, str]:
+    """The staging table's column types: those of `encode`'s values."""
+    types = {
+        column: "bytea" if column in encrypted_columns else "text" for column in COLUMNS.values()
+    }
+    types.update(
+        external_id="text",
+        email_bidx="bytea",
+        phone_bidx="bytea",
+        attributes="jsonb",
+        updated_at="timestamptz",
+        deleted="boolean",
+        content_digest="bytea",
+    )
+    return {column: types[column] for column in _STAGE_COLUMNS}
 
 
 def blind_index(table: str, column: str) -> sql.Identifier:
@@ -143,12 +172,14 @@ class PostgresRun:
         conn: psycopg.Connection[tuple[object, ...]],
         *,
         table: str,
+        encrypted_columns: frozenset[str],
         sync_key: str,
         run_id: str,
         key_id: str,
     ) -> None:
         self.conn = conn
         self.table = table
+        self.encrypted_columns = encrypted_columns
         self.sync_key = sync_key
         self.run_id = run_id
         self.key_id = key_id
@@ -162,20 +193,21 @@ class PostgresRun:
                 "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                 (f"contactsync:{self.table}",),
             )
+            # The types binary COPY writes (`encode`), whatever the destination's.
+            # `seq`, a row number: the merge sorts and joins narrow rows (keys
+            # and this number) and fetches the wide encrypted rows only for the
+            # winners.
             cur.execute(
                 sql.SQL(
-                    "CREATE TEMP TABLE stage ON COMMIT DROP AS "
-                    "SELECT {cols}, false AS deleted FROM {t} WITH NO DATA"
+                    "CREATE TEMP TABLE stage ({columns},"
+                    " seq bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
                 ).format(
-                    cols=sql.SQL(", ").join(
-                        sql.Identifier(c) for c in _STAGE_COLUMNS if c != "deleted"
-                    ),
-                    t=self._t,
+                    columns=sql.SQL(", ").join(
+                        sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(kind))
+                        for column, kind in _stage_types(self.encrypted_columns).items()
+                    )
                 )
             )
-            # A row number: the merge sorts and joins narrow rows (keys and this
-            # number) and fetches the wide encrypted rows only for the winners.
-            cur.execute("ALTER TABLE stage ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY")
             cur.execute("CREATE TEMP TABLE seen_rejected (external_id text) ON COMMIT DROP")
 
     def cursor(self) -> datetime | None:
@@ -193,8 +225,11 @@ class PostgresRun:
         with self.conn.cursor() as cur:
             if batch.rows:
                 columns = sql.SQL(", ").join(sql.Identifier(c) for c in _STAGE_COLUMNS)
-                with cur.copy(sql.SQL("COPY stage ({}) FROM STDIN").format(columns)) as copy:
+                copy_stage = sql.SQL("COPY stage ({}) FROM STDIN (FORMAT BINARY)")
+                with cur.copy(copy_stage.format(columns)) as copy:
+                    copy.write(_BINARY_HEADER)
                     copy.write(batch.rows)
+                    copy.write(_BINARY_TRAILER)
                 self._staged += batch.valid
             if batch.quarantine:
                 statement = sql.SQL(
@@ -485,6 +520,7 @@ class PostgresDestination:
                 run = PostgresRun(
                     conn,
                     table=self.table,
+                    encrypted_columns=self.encrypted_columns,
                     sync_key=self.sync_key,
                     run_id=run_id,
                     key_id=self.key_id,
