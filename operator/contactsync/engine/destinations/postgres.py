@@ -282,13 +282,18 @@ class PostgresRun:
                 "  SELECT l.*, d.external_id AS stored_id FROM latest l"
                 "  LEFT JOIN {t} d ON d.external_id = l.external_id"
                 # A group of one is its own first: only shared emails and phones
-                # need an entry (the COALESCE below then falls to the own id).
+                # need an entry (the COALESCE below then falls to the own id),
+                # with whether that first record's own id is stored.
                 "), by_email AS ("
-                "  SELECT email_bidx, min(external_id) AS first FROM latest"
-                "  WHERE email_bidx IS NOT NULL GROUP BY email_bidx HAVING count(*) > 1"
+                "  SELECT g.email_bidx, g.first, p.stored_id IS NOT NULL AS first_stored"
+                "  FROM (SELECT email_bidx, min(external_id) AS first FROM latest"
+                "   WHERE email_bidx IS NOT NULL GROUP BY email_bidx HAVING count(*) > 1) g"
+                "  JOIN probed p ON p.external_id = g.first"
                 "), by_phone AS ("
-                "  SELECT phone_bidx, min(external_id) AS first FROM latest"
-                "  WHERE phone_bidx IS NOT NULL GROUP BY phone_bidx HAVING count(*) > 1"
+                "  SELECT g.phone_bidx, g.first, p.stored_id IS NOT NULL AS first_stored"
+                "  FROM (SELECT phone_bidx, min(external_id) AS first FROM latest"
+                "   WHERE phone_bidx IS NOT NULL GROUP BY phone_bidx HAVING count(*) > 1) g"
+                "  JOIN probed p ON p.external_id = g.first"
                 # Stored matches by email or phone, looked up only for records
                 # whose own id is not stored (that match comes first).
                 "), unknown AS ("
@@ -311,20 +316,25 @@ class PostgresRun:
                 "    CASE WHEN l.email_bidx IS NULL THEN sp.id END,"
                 "    CASE WHEN l.email_bidx IS NOT NULL THEN be.first"
                 "         WHEN l.phone_bidx IS NOT NULL THEN bp.first END,"
-                "    l.external_id) AS target_id"
+                "    l.external_id) AS target_id,"
+                # Whether the contact is stored already (updated, else
+                # inserted), from the branch the COALESCE took: known here,
+                # so no second probe of the table (whose plan, on estimates
+                # these joins inflate, can be a scan of all of it).
+                "   CASE WHEN l.stored_id IS NOT NULL OR se.id IS NOT NULL"
+                "         OR (l.email_bidx IS NULL AND sp.id IS NOT NULL) THEN true"
+                "    WHEN l.email_bidx IS NOT NULL THEN COALESCE(be.first_stored, false)"
+                "    WHEN l.phone_bidx IS NOT NULL THEN COALESCE(bp.first_stored, false)"
+                "    ELSE false END AS stored"
                 "  FROM probed l"
                 "  LEFT JOIN stored_email se ON se.email_bidx = l.email_bidx"
                 "  LEFT JOIN stored_phone sp ON sp.phone_bidx = l.phone_bidx"
                 "  LEFT JOIN by_email be ON be.email_bidx = l.email_bidx"
                 "  LEFT JOIN by_phone bp ON bp.phone_bidx = l.phone_bidx"
-                "), chosen AS ("
-                '  SELECT DISTINCT ON (target_id COLLATE "C") * FROM resolved'
-                '  ORDER BY target_id COLLATE "C", updated_at DESC, content_digest DESC,'
-                '   external_id COLLATE "C"'
                 ") "
-                # Whether the contact is stored already: updated, else inserted.
-                "SELECT c.*, x.external_id IS NOT NULL AS stored"
-                " FROM chosen c LEFT JOIN {t} x ON x.external_id = c.target_id"
+                'SELECT DISTINCT ON (target_id COLLATE "C") * FROM resolved'
+                ' ORDER BY target_id COLLATE "C", updated_at DESC, content_digest DESC,'
+                ' external_id COLLATE "C"'
             ).format(t=t)
         )
         winners = cur.rowcount
