@@ -337,6 +337,21 @@ fn utc_instant(text: &[u8]) -> Option<Instant> {
     ))
 }
 
+/// Cell `column` of an unquoted line, if it has exactly `width` cells.
+fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]> {
+    let mut found = None;
+    let mut start = 0;
+    let mut cells = 0;
+    for end in memchr::memchr_iter(delimiter, body).chain(std::iter::once(body.len())) {
+        if cells == column {
+            found = Some(&body[start..end]);
+        }
+        cells += 1;
+        start = end + 1;
+    }
+    (cells == width).then_some(found).flatten()
+}
+
 /// How far a CSV source may skip ahead in an incremental run: the byte length
 /// and the number of the leading complete lines of `data` that are each
 /// certainly a record older than `since` (or blank: skipped, not counted).
@@ -356,7 +371,7 @@ fn skip_predating(
     since: Instant,
 ) -> (usize, usize) {
     let (mut consumed, mut skipped) = (0, 0);
-    while let Some(end) = data[consumed..].iter().position(|&b| b == b'\n') {
+    while let Some(end) = memchr::memchr(b'\n', &data[consumed..]) {
         let line = &data[consumed..consumed + end + 1];
         let body = line
             .strip_suffix(b"\r\n")
@@ -367,16 +382,12 @@ fn skip_predating(
             continue;
         }
         if line.len() > max_line
-            || body.iter().any(|&b| matches!(b, b'"' | b'\0' | b'\r'))
-            || std::str::from_utf8(body).is_err()
+            || memchr::memchr3(b'"', b'\0', b'\r', body).is_some()
+            || !(body.is_ascii() || std::str::from_utf8(body).is_ok())
         {
             break;
         }
-        let cells: Vec<&[u8]> = body.split(|&b| b == delimiter).collect();
-        match (cells.len() == width)
-            .then(|| utc_instant(cells[column]))
-            .flatten()
-        {
+        match (cell(body, delimiter, width, column)).and_then(utc_instant) {
             Some(instant) if instant < since => {
                 consumed += line.len();
                 skipped += 1;
