@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
+from itertools import chain, islice
 from pathlib import Path
 
 from contactsync.api.spec import ContactSyncSpec, SecretKeyRef, SecretRef
@@ -35,6 +36,9 @@ from .sources import RawRecord, predates
 log = logging.getLogger("contactsync.engine")
 
 BATCH_SIZE = 5_000
+# Batches a run prepares in its own process before it starts worker processes
+# (their start costs most of a second of CPU): 20,000 records.
+INLINE_BATCHES = 4
 # Incremental runs re-read this much before the stored cursor: clocks of the
 # source's writers drift, and re-reading is free (unchanged rows are not written).
 LOOKBACK = timedelta(minutes=5)
@@ -276,13 +280,18 @@ def _prepared(
 ) -> Iterator[EncodedBatch]:
     """Prepare batches in order; at most two per worker in flight keeps memory flat.
 
-    Until the worker processes are up, this process prepares batches itself.
+    This process prepares the first batches itself, and those until the worker
+    processes are up: a small run (most incremental ones) starts none.
     """
     workers = (os.cpu_count() or 1) if workers is None else workers
+    preparer = Preparer(keyring, settings)
+    batches = iter(batches)
+    for batch in islice(batches, None if workers <= 0 else INLINE_BATCHES):
+        yield encoder(preparer.prepare(batch))
     if workers <= 0:
-        preparer = Preparer(keyring, settings)
-        for batch in batches:
-            yield encoder(preparer.prepare(batch))
+        return
+    first = next(batches, None)
+    if first is None:
         return
     # forkserver: the parent may run threads (Prefect does); fork would copy their locks.
     context = multiprocessing.get_context("forkserver")
@@ -297,17 +306,14 @@ def _prepared(
     ) as pool:
         # Start every worker now, from a thread: the first start waits for the
         # fork server to import the engine (about half a second), and meanwhile
-        # this thread reads the source and prepares the first batches itself
-        # (in an incremental run, often all of them). Batches go to the pool
+        # this thread goes on preparing batches itself. Batches go to the pool
         # only once it is up, and then all of them, which keeps their order.
         with ThreadPoolExecutor(1) as starter:
             started = starter.submit(_start_workers, pool, workers)
-            inline: Preparer | None = None
             pending: deque[Future[EncodedBatch]] = deque()
-            for batch in batches:
+            for batch in chain((first,), batches):
                 if not pending and not started.done():
-                    inline = inline or Preparer(keyring, settings)
-                    yield encoder(inline.prepare(batch))
+                    yield encoder(preparer.prepare(batch))
                     continue
                 started.result()  # a failed start fails the run here
                 wire: _Wire = [(raw.position, raw.fields, raw.error) for raw in batch]

@@ -3,6 +3,8 @@ workers start, come out the same and in order."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -66,3 +68,22 @@ def test_inline_then_workers_gives_what_one_process_gives(monkeypatch: pytest.Mo
     monkeypatch.setattr(Preparer, "prepare", counted)  # counts this process's calls only
     assert summary(2, pause=0.03) == expected
     assert 0 < inline < 30  # some batches here while the workers started, the rest there
+
+
+def test_a_small_run_starts_no_worker_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[int] = []
+    monkeypatch.setattr(pipeline, "_start_workers", lambda pool, workers: started.append(workers))
+    small = pipeline.INLINE_BATCHES
+    prepared = list(pipeline._prepared(batches(small), KEYRING, SETTINGS, encode, 2))
+    assert len(prepared) == small
+    assert started == []
+
+
+def test_the_engine_starts_without_the_http_stack() -> None:
+    """A file-to-database run, and the fork server, import no HTTP client."""
+    probe = (
+        "import sys; import contactsync.engine.pipeline; "
+        "print(sorted(m for m in ('httpx', 'contactsync.engine.http') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
