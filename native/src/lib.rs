@@ -352,15 +352,52 @@ fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]
     (cells == width).then_some(found).flatten()
 }
 
+/// The leading complete lines of `data` that `accept` takes, at most `limit`
+/// of them: their byte length and their number. Blank lines pass, uncounted;
+/// any other line is offered only when it is plain, which is when Python's
+/// `csv.reader` would just split it on the delimiter and the Python reader
+/// would find nothing wrong with it: at most `max_line` bytes with its line
+/// end, valid UTF-8, without quote, NUL or inner CR. The first line that is
+/// not taken stops the scan, and the Python reader reads it.
+fn scan_plain(
+    data: &[u8],
+    max_line: usize,
+    limit: usize,
+    accept: impl Fn(&[u8]) -> bool,
+) -> (usize, usize) {
+    let (mut consumed, mut counted) = (0, 0);
+    while counted < limit {
+        let Some(end) = memchr::memchr(b'\n', &data[consumed..]) else {
+            break;
+        };
+        let line = &data[consumed..consumed + end + 1];
+        let body = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line);
+        if !body.is_empty() {
+            if line.len() > max_line
+                || memchr::memchr3(b'"', b'\0', b'\r', body).is_some()
+                || !(body.is_ascii() || std::str::from_utf8(body).is_ok())
+                || !accept(body)
+            {
+                break;
+            }
+            counted += 1;
+        }
+        consumed += line.len();
+    }
+    (consumed, counted)
+}
+
 /// How far a CSV source may skip ahead in an incremental run: the byte length
 /// and the number of the leading complete lines of `data` that are each
 /// certainly a record older than `since` (or blank: skipped, not counted).
 ///
-/// Such a line is at most `max_line` bytes with its line end, valid UTF-8 with
-/// no quote, NUL or inner CR, has exactly `width` cells, and its cell `column`
-/// holds a timestamp `utc_instant` reads as before `since`. The first line that
-/// is anything else stops the scan: the Python reader decides it. So this only
-/// ever skips lines the Python reader would skip too (the tests compare them).
+/// Such a line is plain (`scan_plain`), has exactly `width` cells, and its
+/// cell `column` holds a timestamp `utc_instant` reads as before `since`. So
+/// this only ever skips lines the Python reader would skip too (the tests
+/// compare them).
 #[pyfunction]
 fn skip_predating(
     data: &[u8],
@@ -370,32 +407,29 @@ fn skip_predating(
     max_line: usize,
     since: Instant,
 ) -> (usize, usize) {
-    let (mut consumed, mut skipped) = (0, 0);
-    while let Some(end) = memchr::memchr(b'\n', &data[consumed..]) {
-        let line = &data[consumed..consumed + end + 1];
-        let body = line
-            .strip_suffix(b"\r\n")
-            .or_else(|| line.strip_suffix(b"\n"))
-            .unwrap_or(line);
-        if body.is_empty() {
-            consumed += line.len();
-            continue;
-        }
-        if line.len() > max_line
-            || memchr::memchr3(b'"', b'\0', b'\r', body).is_some()
-            || !(body.is_ascii() || std::str::from_utf8(body).is_ok())
-        {
-            break;
-        }
-        match (cell(body, delimiter, width, column)).and_then(utc_instant) {
-            Some(instant) if instant < since => {
-                consumed += line.len();
-                skipped += 1;
-            }
-            _ => break,
-        }
-    }
-    (consumed, skipped)
+    scan_plain(data, max_line, usize::MAX, |body| {
+        matches!(
+            cell(body, delimiter, width, column).and_then(utc_instant),
+            Some(instant) if instant < since
+        )
+    })
+}
+
+/// The leading complete lines of `data` that are plain records of `width`
+/// cells (`scan_plain`), at most `limit` of them: their byte length and
+/// number. The Python reader reads each of them as `line.split(delimiter)`
+/// (the tests compare them).
+#[pyfunction]
+fn plain_lines(
+    data: &[u8],
+    delimiter: u8,
+    width: usize,
+    max_line: usize,
+    limit: usize,
+) -> (usize, usize) {
+    scan_plain(data, max_line, limit, |body| {
+        cell(body, delimiter, width, 0).is_some()
+    })
 }
 
 /// The keyed BLAKE2b-128 content digest of each contact (a `records.Contact`):
@@ -798,6 +832,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(copy_text, module)?)?;
     module.add_function(wrap_pyfunction!(copy_binary, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
+    module.add_function(wrap_pyfunction!(plain_lines, module)?)?;
     module.add_class::<Prevalidator>()?;
     module.add_class::<Phones>()?;
     module.add_function(wrap_pyfunction!(content_digests, module)?)?;

@@ -24,6 +24,9 @@ def skip_predating(
     max_line: int,
     since: tuple[int, int, int, int, int, int, int],
 ) -> tuple[int, int]: ...
+def plain_lines(
+    data: bytes, delimiter: int, width: int, max_line: int, limit: int
+) -> tuple[int, int]: ...
 
 class Phones:
     def __init__(

@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -232,7 +232,7 @@ def _run(
     return summary
 
 
-def _newer_than(batch: list[RawRecord], since: datetime | None) -> list[RawRecord]:
+def _newer_than(batch: Sequence[RawRecord], since: datetime | None) -> Sequence[RawRecord]:
     """Drop records a source returns although they predate the cursor."""
     if since is None:
         return batch
@@ -251,9 +251,16 @@ def _init_worker(keyring_json: str, settings: PrepareSettings, encoder: Encoder)
     _worker = (Preparer(Keyring.from_json(keyring_json), settings), encoder)
 
 
-# What travels to a worker per record: plain tuples pickle in a third of the
-# time a slotted dataclass takes (which pickles through Python-level hooks).
-_Wire = list[tuple[int, dict[str, object], str | None]]
+# What travels to a worker: a list of records as plain tuples, which pickle in
+# a third of the time a slotted dataclass takes (through Python-level hooks),
+# or a batch of another type as it is (`CsvLines` pickles as raw lines).
+_Wire = list[tuple[int, dict[str, object], str | None]] | Sequence[RawRecord]
+
+
+def _wire(batch: Sequence[RawRecord]) -> _Wire:
+    if isinstance(batch, list):
+        return [(raw.position, raw.fields, raw.error) for raw in batch]
+    return batch
 
 
 def _warm_up() -> None:
@@ -268,11 +275,13 @@ def _start_workers(pool: ProcessPoolExecutor, workers: int) -> None:
 def _work(batch: _Wire) -> EncodedBatch:
     assert _worker is not None
     preparer, encoder = _worker
-    return encoder(preparer.prepare([RawRecord(*record) for record in batch]))
+    if isinstance(batch, list):
+        batch = [RawRecord(*record) for record in batch]
+    return encoder(preparer.prepare(batch))
 
 
 def _prepared(
-    batches: Iterable[list[RawRecord]],
+    batches: Iterable[Sequence[RawRecord]],
     keyring: Keyring,
     settings: PrepareSettings,
     encoder: Encoder,
@@ -316,8 +325,7 @@ def _prepared(
                     yield encoder(preparer.prepare(batch))
                     continue
                 started.result()  # a failed start fails the run here
-                wire: _Wire = [(raw.position, raw.fields, raw.error) for raw in batch]
-                pending.append(pool.submit(_work, wire))
+                pending.append(pool.submit(_work, _wire(batch)))
                 if len(pending) >= 2 * workers:
                     yield pending.popleft().result()
             started.result()

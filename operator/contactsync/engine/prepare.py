@@ -141,7 +141,7 @@ class Preparer:
             if name not in settings.encrypted_fields
         ]
 
-    def prepare(self, batch: list[RawRecord]) -> Prepared:
+    def prepare(self, batch: Sequence[RawRecord]) -> Prepared:
         out = Prepared()
         contacts: list[tuple[Contact, int]] = []
         readable = [raw.fields for raw in batch if raw.error is None]

@@ -6,6 +6,7 @@ import codecs
 import csv
 import io
 import json
+import pickle
 import tracemalloc
 from collections.abc import Callable, Generator
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from contactsync.engine.sources.files import (
     RECORD_MALFORMED,
     RECORD_TOO_LARGE,
     CsvHeaderError,
+    CsvLines,
     CsvSource,
     JsonlSource,
     _predating,
@@ -822,3 +824,78 @@ def test_native_skip_ahead_skips_a_whole_run_of_old_lines() -> None:
     source = CsvSource(_opener(b"externalId,updatedAt\n" + data), skip_predating=True)
     [batch] = source.batches(since=_SINCE, batch_size=10)
     assert _summary(batch) == [(1001, {"externalId": "new", "updatedAt": "2024-07-01T00:00:00Z"})]
+
+
+# --- CSV: plain lines, split where the batch is read ----------------------------------
+
+# Nothing predates it: a read with this `since` skips nothing and takes no plain
+# lines natively, so every record comes from the Python reader.
+_EVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _by_python_reader(data: bytes, **options: object) -> list[RawRecord]:
+    source = CsvSource(_opener(data), skip_predating=True, **options)  # type: ignore[arg-type]
+    batches = list(source.batches(since=_EVER, batch_size=4))
+    assert not any(isinstance(batch, CsvLines) for batch in batches)
+    return [record for batch in batches for record in batch]
+
+
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    data=_damaged_csv() | _timed_csv(),
+    limits=st.sampled_from([{}, {"max_field_bytes": 8, "max_record_bytes": 40}]),
+    batch_size=st.integers(1, 5),
+)
+def test_plain_lines_read_as_the_python_reader_reads(
+    data: bytes, limits: dict[str, int], batch_size: int
+) -> None:
+    source = CsvSource(_opener(data), **limits)  # type: ignore[arg-type]
+    try:
+        expected = _by_python_reader(data, **limits)
+    except CsvHeaderError:
+        with pytest.raises(CsvHeaderError):
+            list(source.batches(since=None, batch_size=batch_size))
+        return
+    batches = list(source.batches(since=None, batch_size=batch_size))
+    assert all(isinstance(batch, CsvLines) for batch in batches)
+    assert all(len(batch) == batch_size for batch in batches[:-1])
+    assert [record for batch in batches for record in batch] == expected
+
+
+def test_plain_lines_travel_as_bytes_and_read_back_the_same() -> None:
+    data = (
+        b"externalId,email,notes\r\n"
+        b"crm-1,a@example.com,plain\r\n"
+        b"\r\n"
+        b'crm-2,b@example.com,"quoted, with a comma"\r\n'
+        b"crm-3,c@example.com,\xc3\xa9t\xc3\xa9\n"
+        b"crm-4,too,many,cells\n"
+        b"crm-5,e@example.com,last"
+    )
+    [batch] = CsvSource(_opener(data)).batches(since=None, batch_size=10)
+    assert isinstance(batch, CsvLines)
+    shipped = pickle.dumps(batch)
+    assert b"crm-1,a@example.com,plain\r\n" in shipped  # the line itself, not parsed
+    expected = _by_python_reader(data)
+    assert [record.position for record in expected] == [1, 2, 3, 4, 5]
+    assert list(pickle.loads(shipped)) == expected == list(batch)
+    assert batch[2].fields["notes"] == "été"
+
+
+def test_native_plain_lines_take_only_plain_lines_of_the_width() -> None:
+    def take(data: bytes, limit: int = 100) -> tuple[int, int]:
+        return _native.plain_lines(data, ord(","), 2, 20, limit)
+
+    assert take(b"a,b\n\r\nc,d\r\n") == (11, 2)  # blank lines pass, uncounted
+    assert take(b"a,b\nc,d") == (4, 1)  # a line without its end waits for more
+    assert take(b"a,b\nc,d\n", limit=1) == (4, 1)
+    for stop in (
+        b'"c",d\n',
+        b"c\0,d\n",
+        b"c\r,d\n",
+        b"c,d,e\n",
+        b"cd\n",
+        b"c,\xff\n",
+        b"c," + b"d" * 20 + b"\n",  # over the length limit
+    ):
+        assert take(b"a,b\n" + stop + b"e,f\n") == (4, 1), stop

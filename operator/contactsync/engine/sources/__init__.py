@@ -6,7 +6,7 @@ A new system (HubSpot, Salesforce, ...) is one new module here that yields
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -20,7 +20,9 @@ class RawRecord:
 
 
 class Source(Protocol):
-    def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[list[RawRecord]]: ...
+    def batches(
+        self, *, since: datetime | None, batch_size: int
+    ) -> Iterator[Sequence[RawRecord]]: ...
 
 
 def predates(value: object, since: datetime) -> bool:

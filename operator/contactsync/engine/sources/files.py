@@ -29,6 +29,11 @@ Blank lines are not records and are not counted. Lines end in LF or CRLF: a bare
 CR outside quotes spoils its record, so a classic Mac OS file (CR line ends only)
 reads as one line and fails on its header. I/O errors of the stream propagate.
 
+A full read of a CSV file (no `since` to skip by) returns `CsvLines` batches: their
+plain lines (no quotes, the header's number of cells, nothing the reader would
+reject) stay as bytes until the batch is read, which the engine does in a worker
+process; shipping bytes there costs a fraction of shipping parsed records.
+
 Only a CSV file without a usable header row raises (`CsvHeaderError`): without
 column names no record can be read.
 
@@ -44,12 +49,12 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from itertools import chain, islice
 from os import PathLike
-from typing import TYPE_CHECKING, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, overload
 
 from contactsync import _native
 from contactsync.engine.sources import RawRecord, predates
@@ -62,6 +67,7 @@ __all__ = [
     "RECORD_MALFORMED",
     "RECORD_TOO_LARGE",
     "CsvHeaderError",
+    "CsvLines",
     "CsvSource",
     "JsonlSource",
     "open_path",
@@ -207,6 +213,71 @@ def _open_utf8(source: BinaryIO, encoding: str | None) -> io.BufferedReader:
     return io.BufferedReader(_Utf8Stream(head, source, decoder), _CHUNK_BYTES)
 
 
+# A part of a `CsvLines` batch: plain lines (the position of the first, their
+# bytes), or one record read by the Python reader (position, fields, reason code).
+_Part = tuple[int, bytes] | tuple[int, dict[str, object], str | None]
+
+
+class CsvLines(Sequence[RawRecord]):
+    """A batch of CSV records whose plain lines are split only when it is read.
+
+    It pickles as its parts, the plain lines as bytes: what the engine ships to a
+    worker process. Reading it splits each plain line at the delimiter, which is
+    what csv.reader does with a line without quotes (`_native.plain_lines` takes
+    only such lines, of the header's width), and keeps the records.
+    """
+
+    __slots__ = ("_delimiter", "_names", "_parts", "_records", "_size")
+
+    def __init__(
+        self, names: tuple[str, ...], delimiter: str, parts: list[_Part], size: int
+    ) -> None:
+        self._names = names
+        self._delimiter = delimiter
+        self._parts = parts
+        self._size = size
+        self._records: list[RawRecord] | None = None
+
+    def __reduce__(self) -> tuple[type[CsvLines], tuple[object, ...]]:
+        return CsvLines, (self._names, self._delimiter, self._parts, self._size)
+
+    def __len__(self) -> int:
+        return self._size
+
+    @overload
+    def __getitem__(self, index: int) -> RawRecord: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RawRecord]: ...
+    def __getitem__(self, index: int | slice) -> RawRecord | list[RawRecord]:
+        return self._read()[index]
+
+    def __iter__(self) -> Iterator[RawRecord]:
+        return iter(self._read())
+
+    def _read(self) -> list[RawRecord]:
+        if self._records is not None:
+            return self._records
+        names, delimiter = self._names, self._delimiter
+        blank_column = "" in names
+        records: list[RawRecord] = []
+        for part in self._parts:
+            if len(part) == 3:
+                records.append(RawRecord(*part))
+                continue
+            position, data = part
+            for line in data.decode().split("\n")[:-1]:  # each line ends in LF
+                line = line.removesuffix("\r")
+                if not line:
+                    continue  # a blank line: not a record
+                fields: dict[str, object] = dict(zip(names, line.split(delimiter)))  # noqa: B905 (width checked)
+                if blank_column:
+                    del fields[""]
+                records.append(RawRecord(position, fields))
+                position += 1
+        self._records = records
+        return records
+
+
 def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
     batch = list(islice(records, size))
     while batch:
@@ -300,6 +371,8 @@ class _CsvRecords:
         "_max_record",
         "_readline",
         "code",
+        "delimiter",
+        "position",
         "skip",
         "skip_ahead",
         "skipped",
@@ -316,6 +389,8 @@ class _CsvRecords:
         self._readline = readline
         self._lines = chain((first,), iter(partial(readline, max_record + 1), b""))
         self._delimiter = ord(delimiter)
+        self.delimiter = delimiter
+        self.position = 0  # of the last record read (by this or by `plain_lines`)
         self._max_field = max_field
         self._max_record = max_record
         self.code: str | None = _TAKEN
@@ -524,7 +599,7 @@ class CsvSource:
         self._max_record = max_record_bytes
         self._skip_predating = skip_predating
 
-    def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[list[RawRecord]]:
+    def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[Sequence[RawRecord]]:
         """The records, `batch_size` at a time: all of them, or, built with
         `skip_predating`, all but plain lines that certainly predate `since` (see
         the module docstring).
@@ -533,12 +608,25 @@ class CsvSource:
         """
         _check_limit("batch_size", batch_size)
         with _open_utf8(self._opener(), self._encoding) as stream:
-            skip_before = since if self._skip_predating else None
-            yield from _batched(self._records(stream, skip_before), batch_size)
+            records, reader, names = self._open(stream)
+            rows = self._rows(reader, records, names)
+            if since is None or not self._skip_predating:
+                yield from self._line_batches(stream, records, rows, names, batch_size)
+                return
+            if "updatedAt" in names:
+                # Mostly old lines, skipped where they are: nothing to ship.
+                column = names.index("updatedAt")
+                records.skip = _predating(records.delimiter, len(names), column, since)
+                max_line = min(self._max_field, self._max_record)
+                records.skip_ahead = _skipping_ahead(
+                    stream, records.delimiter, len(names), column, max_line, since
+                )
+            yield from _batched(rows, batch_size)
 
-    def _records(
-        self, stream: io.BufferedReader, skip_before: datetime | None
-    ) -> Iterator[RawRecord]:
+    def _open(
+        self, stream: io.BufferedReader
+    ) -> tuple[_CsvRecords, Iterator[list[str]], tuple[str, ...]]:
+        """Read the header: the reader's state, the row reader and the column names."""
         lines = iter(partial(stream.readline, self._max_record + 1), b"")
         first = next((line for line in lines if line not in (b"\n", b"\r\n")), b"")
         if not first:
@@ -546,15 +634,42 @@ class CsvSource:
         delimiter = self._delimiter or _sniff_delimiter(first)
         records = _CsvRecords(stream.readline, first, delimiter, self._max_field, self._max_record)
         reader = csv.reader(records.texts(), delimiter=delimiter)
-        names = self._header(reader, records)
-        if skip_before is not None and "updatedAt" in names:
-            column = names.index("updatedAt")
-            records.skip = _predating(delimiter, len(names), column, skip_before)
-            max_line = min(self._max_field, self._max_record)
-            records.skip_ahead = _skipping_ahead(
-                stream, delimiter, len(names), column, max_line, skip_before
+        return records, reader, self._header(reader, records)
+
+    def _line_batches(
+        self,
+        stream: io.BufferedReader,
+        records: _CsvRecords,
+        rows: Iterator[RawRecord],
+        names: tuple[str, ...],
+        size: int,
+    ) -> Iterator[CsvLines]:
+        """Batches of the plain lines as they come (`_native.plain_lines`) and of
+        the records `rows` reads from anything else, in file order."""
+        delimiter = records.delimiter
+        max_line = min(self._max_field, self._max_record)
+        parts: list[_Part] = []
+        count = 0
+        while True:
+            consumed, taken = _native.plain_lines(
+                stream.peek(), ord(delimiter), len(names), max_line, size - count
             )
-        yield from self._rows(reader, records, names)
+            data = stream.read(consumed)
+            if taken:
+                parts.append((records.position + 1, data))
+                records.position += taken
+                count += taken
+            elif not consumed:  # not a plain line (or the buffer ends in one): read a record
+                raw = next(rows, None)
+                if raw is None:
+                    break
+                parts.append((raw.position, raw.fields, raw.error))
+                count += 1
+            if count >= size:
+                yield CsvLines(names, delimiter, parts, count)
+                parts, count = [], 0
+        if parts:
+            yield CsvLines(names, delimiter, parts, count)
 
     def _header(self, reader: Iterator[list[str]], records: _CsvRecords) -> tuple[str, ...]:
         try:
@@ -572,13 +687,13 @@ class CsvSource:
     ) -> Iterator[RawRecord]:
         width, max_field = len(names), self._max_field
         blank_column = "" in names
-        position = 0
+        # `records.position`, not a local: `_line_batches` counts lines it reads itself.
         while True:
             try:
                 for row in reader:
                     code = records.code
                     records.code = _TAKEN
-                    position += 1 + records.skipped
+                    records.position += 1 + records.skipped
                     records.skipped = 0
                     if code is not None or len(row) != width:
                         code = _row_reason(row, code, width, max_field)
@@ -586,17 +701,17 @@ class CsvSource:
                         fields: dict[str, object] = dict(zip(names, row))  # noqa: B905 (width checked)
                         if blank_column:
                             del fields[""]
-                        yield RawRecord(position, fields)
+                        yield RawRecord(records.position, fields)
                     else:
-                        yield RawRecord(position, {}, code)
+                        yield RawRecord(records.position, {}, code)
                 return
             except csv.Error as error:
                 # The reader resets itself; the next call starts on the next record.
                 reason = _csv_error_reason(error)
             records.code = _TAKEN
-            position += 1 + records.skipped
+            records.position += 1 + records.skipped
             records.skipped = 0
-            yield RawRecord(position, {}, reason)
+            yield RawRecord(records.position, {}, reason)
 
 
 # --- JSON Lines ---------------------------------------------------------------------
