@@ -284,16 +284,20 @@ class PostgresRun:
                 # A group of one is its own first: only shared emails and phones
                 # need an entry (the COALESCE below then falls to the own id),
                 # with whether that first record's own id is stored.
+                # (Ids are unique here: the first is stored when it is also the
+                # first of the stored ones.)
                 "), by_email AS ("
-                "  SELECT g.email_bidx, g.first, p.stored_id IS NOT NULL AS first_stored"
-                "  FROM (SELECT email_bidx, min(external_id) AS first FROM latest"
-                "   WHERE email_bidx IS NOT NULL GROUP BY email_bidx HAVING count(*) > 1) g"
-                "  JOIN probed p ON p.external_id = g.first"
+                "  SELECT email_bidx, min(external_id) AS first, COALESCE("
+                "   min(external_id) FILTER (WHERE stored_id IS NOT NULL) = min(external_id),"
+                "   false) AS first_stored"
+                "  FROM probed WHERE email_bidx IS NOT NULL"
+                "  GROUP BY email_bidx HAVING count(*) > 1"
                 "), by_phone AS ("
-                "  SELECT g.phone_bidx, g.first, p.stored_id IS NOT NULL AS first_stored"
-                "  FROM (SELECT phone_bidx, min(external_id) AS first FROM latest"
-                "   WHERE phone_bidx IS NOT NULL GROUP BY phone_bidx HAVING count(*) > 1) g"
-                "  JOIN probed p ON p.external_id = g.first"
+                "  SELECT phone_bidx, min(external_id) AS first, COALESCE("
+                "   min(external_id) FILTER (WHERE stored_id IS NOT NULL) = min(external_id),"
+                "   false) AS first_stored"
+                "  FROM probed WHERE phone_bidx IS NOT NULL"
+                "  GROUP BY phone_bidx HAVING count(*) > 1"
                 # Stored matches by email or phone, looked up only for records
                 # whose own id is not stored (that match comes first).
                 "), unknown AS ("
