@@ -4,7 +4,8 @@
 
 Generates N realistic contacts as CSV (about 5% invalid, 10% duplicates, mixed
 case, international phones), then, on one PostgreSQL server (the test bed's,
-TLS verify-full) and each into a fresh database, measures contacts/s of:
+TLS verify-full) and each into a fresh database on a settled server (the
+databases of earlier paths dropped, a checkpoint taken), measures contacts/s of:
 
   ceiling  COPY into staging + INSERT ... ON CONFLICT of already-clean rows
   naive    per-row pydantic (EmailStr) + phonenumbers + executemany upsert
@@ -166,6 +167,17 @@ def fresh_database(admin_dsn: str) -> str:
         conn.execute(f"CREATE DATABASE {name}")  # a generated name
     base, _, query = admin_dsn.partition("?")
     return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
+
+
+def settle(admin_dsn: str) -> None:
+    """Start the next path on a quiet server: drop the databases of the paths
+    measured before (or autovacuum works on them during this one) and flush
+    their dirty pages (or a checkpoint falls in this one)."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        query = "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'"
+        for (name,) in conn.execute(query).fetchall():
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # generated names
+        conn.execute("CHECKPOINT")
 
 
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
@@ -399,16 +411,20 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
     t, _ = timed(lambda: ceiling(full_csv, fresh_database(admin_dsn)))
     results["ceiling"] = n / t
     baseline_n = min(n, args.baseline_n)
+    settle(admin_dsn)
     t, _ = timed(lambda: naive(full_csv, fresh_database(admin_dsn), baseline_n))
     results["naive"] = baseline_n / t
     if not args.skip_dlt:
+        settle(admin_dsn)
         t, _ = timed(lambda: with_dlt(full_csv, fresh_database(admin_dsn), baseline_n, root))
         results["dlt"] = baseline_n / t
 
+    settle(admin_dsn)
     secrets = prepare_secrets(root, fresh_database(admin_dsn))
     t_full, summary, rss_full = engine(full_csv, secrets, "full", args.workers)
     results["engine"] = n / t_full
     t_incr, incr, _ = engine(changed_csv, secrets, "incremental", args.workers)
+    settle(admin_dsn)
     small_secrets = prepare_secrets(root / "small", fresh_database(admin_dsn))
     _, _, rss_small = engine(small_csv, small_secrets, "full", args.workers)
 

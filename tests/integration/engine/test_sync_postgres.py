@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import psycopg
@@ -322,3 +323,23 @@ def test_a_first_load_builds_its_indexes_afterwards(
     newer = contact(99, email="person.1@example.com", updatedAt="2025-05-01T00:00:00Z")
     summary = env.run(env.spec(csv_source(write_csv(env.root / "again.csv", [newer]))))
     assert (summary.inserted, summary.updated) == (0, 1)
+
+
+def test_an_update_of_unindexed_fields_stays_on_its_page(env: SyncEnv) -> None:
+    """The table leaves room on its pages, so a changed company is a HOT update:
+    no new index entries."""
+    people = [contact(n) for n in range(1, 4)]
+    env.run(env.spec(csv_source(write_csv(env.root / "first.csv", people))))
+    changed = [{**people[0], "company": "Globex", "updatedAt": "2030-01-01T00:00:00Z"}]
+    summary = env.run(env.spec(csv_source(write_csv(env.root / "second.csv", changed))))
+    assert summary.updated == 1
+    query = "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'contacts'"
+    with psycopg.connect(env.dsn, autocommit=True) as conn:
+        options = "SELECT reloptions FROM pg_class WHERE oid = 'contacts'::regclass"
+        assert conn.execute(options).fetchone() == (["fillfactor=90"],)
+        for _ in range(50):  # the run's backend reports its statistics as it exits
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+            if conn.execute(query).fetchone() == (1, 1):
+                break
+            time.sleep(0.1)
+        assert conn.execute(query).fetchone() == (1, 1)
