@@ -432,6 +432,45 @@ fn plain_lines(
     })
 }
 
+/// The records of lines `plain_lines` took: each non-blank line split at
+/// `delimiter` into a dict of `names` to cells (a later column of the same
+/// name wins, a blank name is dropped), built as `record(position, fields)`
+/// with positions from `first`. What `csv.reader` and the Python reader make
+/// of such lines (the tests compare them).
+#[pyfunction]
+fn split_plain<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    names: Vec<Bound<'py, PyString>>,
+    delimiter: u8,
+    first: usize,
+    record: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyList>> {
+    let text = std::str::from_utf8(data)
+        .map_err(|_| PyValueError::new_err("plain lines that are not UTF-8"))?;
+    let blank: Vec<bool> = names
+        .iter()
+        .map(|name| name.to_str().map(str::is_empty))
+        .collect::<PyResult<_>>()?;
+    let out = PyList::empty(py);
+    let mut position = first;
+    for line in text.split_terminator('\n') {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let fields = PyDict::new(py);
+        for ((name, blank), cell) in names.iter().zip(&blank).zip(line.split(delimiter as char)) {
+            if !blank {
+                fields.set_item(name, cell)?;
+            }
+        }
+        out.append(record.call1((position, fields))?)?;
+        position += 1;
+    }
+    Ok(out)
+}
+
 /// The keyed BLAKE2b-128 content digest of each contact (a `records.Contact`):
 /// of its text fields (U+001E for an absent one), `1`/`0` for `deleted` and
 /// `key U+001E value` per attribute, joined with U+001F, as UTF-8. The same
@@ -833,6 +872,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(copy_binary, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
     module.add_function(wrap_pyfunction!(plain_lines, module)?)?;
+    module.add_function(wrap_pyfunction!(split_plain, module)?)?;
     module.add_class::<Prevalidator>()?;
     module.add_class::<Phones>()?;
     module.add_function(wrap_pyfunction!(content_digests, module)?)?;

@@ -27,6 +27,13 @@ def skip_predating(
 def plain_lines(
     data: bytes, delimiter: int, width: int, max_line: int, limit: int
 ) -> tuple[int, int]: ...
+def split_plain(
+    data: bytes,
+    names: list[str],
+    delimiter: int,
+    first: int,
+    record: Callable[[int, dict[str, object]], Any],
+) -> list[Any]: ...
 
 class Phones:
     def __init__(

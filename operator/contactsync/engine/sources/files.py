@@ -222,9 +222,10 @@ class CsvLines(Sequence[RawRecord]):
     """A batch of CSV records whose plain lines are split only when it is read.
 
     It pickles as its parts, the plain lines as bytes: what the engine ships to a
-    worker process. Reading it splits each plain line at the delimiter, which is
-    what csv.reader does with a line without quotes (`_native.plain_lines` takes
-    only such lines, of the header's width), and keeps the records.
+    worker process. Reading it splits each plain line at the delimiter
+    (`_native.split_plain`), which is what csv.reader does with a line without
+    quotes (`_native.plain_lines` takes only such lines, of the header's width),
+    and keeps the records.
     """
 
     __slots__ = ("_delimiter", "_names", "_parts", "_records", "_size")
@@ -257,23 +258,14 @@ class CsvLines(Sequence[RawRecord]):
     def _read(self) -> list[RawRecord]:
         if self._records is not None:
             return self._records
-        names, delimiter = self._names, self._delimiter
-        blank_column = "" in names
+        names, delimiter = list(self._names), ord(self._delimiter)
         records: list[RawRecord] = []
         for part in self._parts:
             if len(part) == 3:
                 records.append(RawRecord(*part))
-                continue
-            position, data = part
-            for line in data.decode().split("\n")[:-1]:  # each line ends in LF
-                line = line.removesuffix("\r")
-                if not line:
-                    continue  # a blank line: not a record
-                fields: dict[str, object] = dict(zip(names, line.split(delimiter)))  # noqa: B905 (width checked)
-                if blank_column:
-                    del fields[""]
-                records.append(RawRecord(position, fields))
-                position += 1
+            else:
+                position, data = part
+                records += _native.split_plain(data, names, delimiter, position, RawRecord)
         self._records = records
         return records
 
