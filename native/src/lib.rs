@@ -352,24 +352,20 @@ fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]
     (cells == width).then_some(found).flatten()
 }
 
-/// The leading complete lines of `data` that `accept` takes, at most `limit`
-/// of them: their byte length and their number. Blank lines pass, uncounted;
-/// any other line is offered only when it is plain, which is when Python's
-/// `csv.reader` would just split it on the delimiter and the Python reader
-/// would find nothing wrong with it: at most `max_line` bytes with its line
-/// end, valid UTF-8, without quote, NUL or inner CR. The first line that is
-/// not taken stops the scan, and the Python reader reads it.
+/// The leading complete lines of `data` that `accept` takes: their byte
+/// length and their number. Blank lines pass, uncounted; any other line is
+/// offered (its body, and where the line starts) only when it is plain,
+/// which is when Python's `csv.reader` would just split it on the delimiter
+/// and the Python reader would find nothing wrong with it: at most `max_line`
+/// bytes with its line end, valid UTF-8, without quote, NUL or inner CR. The
+/// first line not taken stops the scan, and the Python reader reads it.
 fn scan_plain(
     data: &[u8],
     max_line: usize,
-    limit: usize,
-    accept: impl Fn(&[u8]) -> bool,
+    mut accept: impl FnMut(&[u8], usize) -> bool,
 ) -> (usize, usize) {
     let (mut consumed, mut counted) = (0, 0);
-    while counted < limit {
-        let Some(end) = memchr::memchr(b'\n', &data[consumed..]) else {
-            break;
-        };
+    while let Some(end) = memchr::memchr(b'\n', &data[consumed..]) {
         let line = &data[consumed..consumed + end + 1];
         let body = line
             .strip_suffix(b"\r\n")
@@ -379,7 +375,7 @@ fn scan_plain(
             if line.len() > max_line
                 || memchr::memchr3(b'"', b'\0', b'\r', body).is_some()
                 || !(body.is_ascii() || std::str::from_utf8(body).is_ok())
-                || !accept(body)
+                || !accept(body, consumed)
             {
                 break;
             }
@@ -388,6 +384,12 @@ fn scan_plain(
         consumed += line.len();
     }
     (consumed, counted)
+}
+
+/// The timestamp in cell `column` of a plain line of `width` cells, when
+/// `utc_instant` reads it.
+fn line_instant(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<Instant> {
+    cell(body, delimiter, width, column).and_then(utc_instant)
 }
 
 /// How far a CSV source may skip ahead in an incremental run: the byte length
@@ -407,12 +409,11 @@ fn skip_predating(
     max_line: usize,
     since: Instant,
 ) -> (usize, usize) {
-    scan_plain(data, max_line, usize::MAX, |body| {
-        matches!(
-            cell(body, delimiter, width, column).and_then(utc_instant),
-            Some(instant) if instant < since
-        )
-    })
+    scan_plain(
+        data,
+        max_line,
+        |body, _| matches!(line_instant(body, delimiter, width, column), Some(instant) if instant < since),
+    )
 }
 
 /// The leading complete lines of `data` that are plain records of `width`
@@ -427,9 +428,53 @@ fn plain_lines(
     max_line: usize,
     limit: usize,
 ) -> (usize, usize) {
-    scan_plain(data, max_line, limit, |body| {
-        cell(body, delimiter, width, 0).is_some()
+    let mut taken = 0;
+    scan_plain(data, max_line, |body, _| {
+        let take = taken < limit && cell(body, delimiter, width, 0).is_some();
+        taken += usize::from(take);
+        take
     })
+}
+
+/// An incremental read's `plain_lines`: of the leading plain lines of `width`
+/// cells whose cell `column` holds a timestamp `utc_instant` reads, those
+/// before `since` are skipped and the others taken, at most `limit` of them.
+/// Returns the byte length and number of all these lines and, for each one
+/// taken, its number among them (from 0) and its byte range. A line whose
+/// timestamp has another shape stops the scan: the Python reader decides.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn plain_lines_since(
+    data: &[u8],
+    delimiter: u8,
+    width: usize,
+    column: usize,
+    max_line: usize,
+    limit: usize,
+    since: Instant,
+) -> (usize, usize, Vec<(usize, usize, usize)>) {
+    let mut taken: Vec<(usize, usize, usize)> = Vec::new();
+    let mut seen = 0;
+    let (consumed, counted) = scan_plain(data, max_line, |body, start| {
+        let keep = match line_instant(body, delimiter, width, column) {
+            None => return false,
+            Some(instant) => instant >= since,
+        };
+        if keep {
+            if taken.len() == limit {
+                return false;
+            }
+            let end = start + body.len();
+            let line_end = data[end..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(end, |i| end + i + 1);
+            taken.push((seen, start, line_end));
+        }
+        seen += 1;
+        true
+    });
+    (consumed, counted, taken)
 }
 
 /// The records of lines `plain_lines` took: each non-blank line split at
@@ -872,6 +917,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(copy_binary, module)?)?;
     module.add_function(wrap_pyfunction!(skip_predating, module)?)?;
     module.add_function(wrap_pyfunction!(plain_lines, module)?)?;
+    module.add_function(wrap_pyfunction!(plain_lines_since, module)?)?;
     module.add_function(wrap_pyfunction!(split_plain, module)?)?;
     module.add_class::<Prevalidator>()?;
     module.add_class::<Phones>()?;

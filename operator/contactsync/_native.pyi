@@ -27,6 +27,15 @@ def skip_predating(
 def plain_lines(
     data: bytes, delimiter: int, width: int, max_line: int, limit: int
 ) -> tuple[int, int]: ...
+def plain_lines_since(
+    data: bytes,
+    delimiter: int,
+    width: int,
+    column: int,
+    max_line: int,
+    limit: int,
+    since: tuple[int, int, int, int, int, int, int],
+) -> tuple[int, int, list[tuple[int, int, int]]]: ...
 def split_plain(
     data: bytes,
     names: list[str],

@@ -12,13 +12,14 @@ from collections.abc import Callable, Generator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Literal
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from contactsync import _native
-from contactsync.engine.sources import RawRecord, Source, predates
+from contactsync.engine.sources import RawRecord, Source, files, predates
 from contactsync.engine.sources.files import (
     ENCODING_INVALID,
     RECORD_MALFORMED,
@@ -828,15 +829,30 @@ def test_native_skip_ahead_skips_a_whole_run_of_old_lines() -> None:
 
 # --- CSV: plain lines, split where the batch is read ----------------------------------
 
-# Nothing predates it: a read with this `since` skips nothing and takes no plain
-# lines natively, so every record comes from the Python reader.
-_EVER = datetime.min.replace(tzinfo=UTC)
+
+class _PythonOnly:
+    """The native module as the CSV source sees it, taking and skipping no line:
+    every record then comes from the Python reader."""
+
+    @staticmethod
+    def plain_lines(*_: object) -> tuple[int, int]:
+        return 0, 0
+
+    @staticmethod
+    def plain_lines_since(*_: object) -> tuple[int, int, list[tuple[int, int, int]]]:
+        return 0, 0, []
+
+    @staticmethod
+    def skip_predating(*_: object) -> tuple[int, int]:
+        return 0, 0
 
 
-def _by_python_reader(data: bytes, **options: object) -> list[RawRecord]:
+def _by_python_reader(
+    data: bytes, since: datetime | None = None, **options: object
+) -> list[RawRecord]:
     source = CsvSource(_opener(data), skip_predating=True, **options)  # type: ignore[arg-type]
-    batches = list(source.batches(since=_EVER, batch_size=4))
-    assert not any(isinstance(batch, CsvLines) for batch in batches)
+    with mock.patch.object(files, "_native", _PythonOnly):
+        batches = list(source.batches(since=since, batch_size=4))
     return [record for batch in batches for record in batch]
 
 
@@ -859,6 +875,20 @@ def test_plain_lines_read_as_the_python_reader_reads(
     batches = list(source.batches(since=None, batch_size=batch_size))
     assert all(isinstance(batch, CsvLines) for batch in batches)
     assert all(len(batch) == batch_size for batch in batches[:-1])
+    assert [record for batch in batches for record in batch] == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_timed_csv(), batch_size=st.integers(1, 5), since=st.sampled_from([_SINCE, None]))
+def test_plain_lines_of_an_incremental_read_are_the_python_readers(
+    data: bytes, batch_size: int, since: datetime | None
+) -> None:
+    """With `since`, plain lines are skipped or taken natively: the records are
+    those the Python reader, skipping line by line, returns."""
+    source = CsvSource(_opener(data), delimiter=",", skip_predating=True)
+    batches = list(source.batches(since=since, batch_size=batch_size))
+    assert all(len(batch) == batch_size for batch in batches[:-1])
+    expected = _by_python_reader(data, since, delimiter=",")
     assert [record for batch in batches for record in batch] == expected
 
 

@@ -487,6 +487,12 @@ def _predating(delimiter: str, width: int, column: int, since: datetime) -> Call
     return skip
 
 
+def _instant(since: datetime) -> tuple[int, int, int, int, int, int, int]:
+    """An aware time as the native code's UTC instant."""
+    utc = since.astimezone(UTC)
+    return (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond)
+
+
 def _skipping_ahead(
     stream: io.BufferedReader,
     delimiter: str,
@@ -502,8 +508,7 @@ def _skipping_ahead(
     it skips a subset of what `_predating` skips, never more (a test compares
     both). Only complete lines are consumed, so the reader stays on a line start.
     """
-    utc = since.astimezone(UTC)
-    instant = (utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond)
+    instant = _instant(since)
     separator = ord(delimiter)
 
     def skip_ahead() -> int:
@@ -602,18 +607,16 @@ class CsvSource:
         with _open_utf8(self._opener(), self._encoding) as stream:
             records, reader, names = self._open(stream)
             rows = self._rows(reader, records, names)
-            if since is None or not self._skip_predating:
-                yield from self._line_batches(stream, records, rows, names, batch_size)
-                return
-            if "updatedAt" in names:
-                # Mostly old lines, skipped where they are: nothing to ship.
+            if not (self._skip_predating and since is not None and "updatedAt" in names):
+                since = None
+            else:
                 column = names.index("updatedAt")
                 records.skip = _predating(records.delimiter, len(names), column, since)
                 max_line = min(self._max_field, self._max_record)
                 records.skip_ahead = _skipping_ahead(
                     stream, records.delimiter, len(names), column, max_line, since
                 )
-            yield from _batched(rows, batch_size)
+            yield from self._line_batches(stream, records, rows, names, batch_size, since)
 
     def _open(
         self, stream: io.BufferedReader
@@ -635,23 +638,37 @@ class CsvSource:
         rows: Iterator[RawRecord],
         names: tuple[str, ...],
         size: int,
+        since: datetime | None,
     ) -> Iterator[CsvLines]:
-        """Batches of the plain lines as they come (`_native.plain_lines`) and of
-        the records `rows` reads from anything else, in file order."""
+        """Batches of the plain lines as they come (`_native.plain_lines`, or
+        with `since` `_native.plain_lines_since`, which skips the old ones) and
+        of the records `rows` reads from anything else, in file order."""
         delimiter = records.delimiter
+        separator, width = ord(delimiter), len(names)
         max_line = min(self._max_field, self._max_record)
+        instant = None if since is None else _instant(since)
+        column = names.index("updatedAt") if "updatedAt" in names else 0
         parts: list[_Part] = []
         count = 0
         while True:
-            consumed, taken = _native.plain_lines(
-                stream.peek(), ord(delimiter), len(names), max_line, size - count
-            )
-            data = stream.read(consumed)
-            if taken:
-                parts.append((records.position + 1, data))
-                records.position += taken
-                count += taken
-            elif not consumed:  # not a plain line (or the buffer ends in one): read a record
+            room = size - count
+            if instant is None:
+                consumed, counted = _native.plain_lines(
+                    stream.peek(), separator, width, max_line, room
+                )
+                data = stream.read(consumed)
+                if counted:
+                    parts.append((records.position + 1, data))
+                count += counted
+            else:
+                consumed, counted, taken = _native.plain_lines_since(
+                    stream.peek(), separator, width, column, max_line, room, instant
+                )
+                data = stream.read(consumed)
+                parts += [(records.position + 1 + n, data[start:end]) for n, start, end in taken]
+                count += len(taken)
+            records.position += counted
+            if not consumed:  # not a plain line (or the buffer ends in one): read a record
                 raw = next(rows, None)
                 if raw is None:
                     break
