@@ -354,7 +354,7 @@ fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]
 
 /// The leading complete lines of `data` that `accept` takes: their byte
 /// length and their number. Blank lines pass, uncounted; any other line is
-/// offered (its body, and where the line starts) only when it is plain,
+/// offered (its body, and the line's byte range) only when it is plain,
 /// which is when Python's `csv.reader` would just split it on the delimiter
 /// and the Python reader would find nothing wrong with it: at most `max_line`
 /// bytes with its line end, valid UTF-8, without quote, NUL or inner CR. The
@@ -362,7 +362,7 @@ fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]
 fn scan_plain(
     data: &[u8],
     max_line: usize,
-    mut accept: impl FnMut(&[u8], usize) -> bool,
+    mut accept: impl FnMut(&[u8], std::ops::Range<usize>) -> bool,
 ) -> (usize, usize) {
     let (mut consumed, mut counted) = (0, 0);
     while let Some(end) = memchr::memchr(b'\n', &data[consumed..]) {
@@ -375,7 +375,7 @@ fn scan_plain(
             if line.len() > max_line
                 || memchr::memchr3(b'"', b'\0', b'\r', body).is_some()
                 || !(body.is_ascii() || std::str::from_utf8(body).is_ok())
-                || !accept(body, consumed)
+                || !accept(body, consumed..consumed + line.len())
             {
                 break;
             }
@@ -455,7 +455,7 @@ fn plain_lines_since(
 ) -> (usize, usize, Vec<(usize, usize, usize)>) {
     let mut taken: Vec<(usize, usize, usize)> = Vec::new();
     let mut seen = 0;
-    let (consumed, counted) = scan_plain(data, max_line, |body, start| {
+    let (consumed, counted) = scan_plain(data, max_line, |body, line| {
         let keep = match line_instant(body, delimiter, width, column) {
             None => return false,
             Some(instant) => instant >= since,
@@ -464,12 +464,7 @@ fn plain_lines_since(
             if taken.len() == limit {
                 return false;
             }
-            let end = start + body.len();
-            let line_end = data[end..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(end, |i| end + i + 1);
-            taken.push((seen, start, line_end));
+            taken.push((seen, line.start, line.end));
         }
         seen += 1;
         true
