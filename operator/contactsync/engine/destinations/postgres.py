@@ -96,11 +96,14 @@ BLIND_INDEXED = ("email_bidx", "phone_bidx")
 BULK_LOAD_MIN = 10_000  # a first load this large builds its blind indexes afterwards
 
 
+def _field_type(column: str, encrypted_columns: frozenset[str]) -> str:
+    """A contact field's column type: ciphertext or text."""
+    return "bytea" if column in encrypted_columns else "text"
+
+
 def _stage_types(encrypted_columns: frozenset[str]) -> dict[str, str]:
     """The staging table's column types: those of `encode`'s values."""
-    types = {
-        column: "bytea" if column in encrypted_columns else "text" for column in COLUMNS.values()
-    }
+    types = {column: _field_type(column, encrypted_columns) for column in COLUMNS.values()}
     types.update(
         external_id="text",
         email_bidx="bytea",
@@ -132,7 +135,7 @@ def ddl(table: str, encrypted_columns: frozenset[str]) -> list[sql.Composed]:
     t = sql.Identifier(table)
     columns = sql.SQL(", ").join(
         sql.SQL("{} {}").format(
-            sql.Identifier(column), sql.SQL("bytea" if column in encrypted_columns else "text")
+            sql.Identifier(column), sql.SQL(_field_type(column, encrypted_columns))
         )
         for column in COLUMNS.values()
     )

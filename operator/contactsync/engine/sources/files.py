@@ -357,7 +357,6 @@ class _CsvRecords:
     """
 
     __slots__ = (
-        "_delimiter",
         "_lines",
         "_max_field",
         "_max_record",
@@ -380,7 +379,6 @@ class _CsvRecords:
     ) -> None:
         self._readline = readline
         self._lines = chain((first,), iter(partial(readline, max_record + 1), b""))
-        self._delimiter = ord(delimiter)
         self.delimiter = delimiter
         self.position = 0  # of the last record read (by this or by `plain_lines`)
         self._max_field = max_field
@@ -445,7 +443,7 @@ class _CsvRecords:
                 record += line
             else:
                 record.clear()
-            state = _scan(line, self._delimiter, state)
+            state = _scan(line, ord(self.delimiter), state)
             if line.endswith(b"\n") and state != _IN_QUOTED:
                 break
             # Small reads: whatever is held here comes on top of a full-size first line.
