@@ -339,17 +339,49 @@ fn utc_instant(text: &[u8]) -> Option<Instant> {
 
 /// Cell `column` of an unquoted line, if it has exactly `width` cells.
 fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]> {
-    let mut found = None;
-    let mut start = 0;
-    let mut cells = 0;
-    for end in memchr::memchr_iter(delimiter, body).chain(std::iter::once(body.len())) {
-        if cells == column {
-            found = Some(&body[start..end]);
-        }
-        cells += 1;
-        start = end + 1;
+    if column >= width || count_byte(body, delimiter) + 1 != width {
+        return None;
     }
-    (cells == width).then_some(found).flatten()
+    // From whichever end has fewer delimiters before the cell.
+    let after = width - 1 - column;
+    let (start, end) = if column <= after {
+        let mut ends = memchr::memchr_iter(delimiter, body);
+        let start = if column == 0 {
+            0
+        } else {
+            ends.nth(column - 1)? + 1
+        };
+        (start, ends.next().unwrap_or(body.len()))
+    } else {
+        let mut starts = memchr::memrchr_iter(delimiter, body);
+        let end = if after == 0 {
+            body.len()
+        } else {
+            starts.nth(after - 1)?
+        };
+        (starts.next().map_or(0, |i| i + 1), end)
+    };
+    Some(&body[start..end])
+}
+
+/// How many bytes of `data` are `byte`.
+fn count_byte(data: &[u8], byte: u8) -> usize {
+    // Byte-wide sums of at most 255 compares: the compiler vectorises them.
+    data.chunks(255)
+        .map(|chunk| usize::from(chunk.iter().fold(0u8, |n, &b| n + u8::from(b == byte))))
+        .sum()
+}
+
+/// How many leading bytes of `data` are ASCII.
+fn ascii_prefix(data: &[u8]) -> usize {
+    let mut length = 0;
+    for chunk in data.chunks(64) {
+        if !chunk.is_ascii() {
+            return length + chunk.iter().take_while(|b| b.is_ascii()).count();
+        }
+        length += chunk.len();
+    }
+    length
 }
 
 /// The leading complete lines of `data` that `accept` takes: their byte
@@ -365,25 +397,43 @@ fn scan_plain(
     mut accept: impl FnMut(&[u8], std::ops::Range<usize>) -> bool,
 ) -> (usize, usize) {
     let (mut consumed, mut counted) = (0, 0);
+    // Where the next quote, NUL or CR and the next byte past ASCII are: each
+    // search covers a run of lines, not one line (found again once passed).
+    let special = |from: usize| {
+        from + memchr::memchr3(b'"', b'\0', b'\r', &data[from..]).unwrap_or(data.len() - from)
+    };
+    let wide = |from: usize| from + ascii_prefix(&data[from..]);
+    let (mut next_special, mut next_wide) = (special(0), wide(0));
     while let Some(end) = memchr::memchr(b'\n', &data[consumed..]) {
-        let line = &data[consumed..consumed + end + 1];
-        let body = line
-            .strip_suffix(b"\r\n")
-            .or_else(|| line.strip_suffix(b"\n"))
-            .unwrap_or(line);
+        let line = consumed..consumed + end + 1;
+        let body = &data[consumed..consumed + end];
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
         if !body.is_empty() {
+            if next_special < consumed {
+                next_special = special(consumed);
+            }
+            if next_wide < consumed {
+                next_wide = wide(consumed);
+            }
+            let body_end = consumed + body.len();
             if line.len() > max_line
-                || memchr::memchr3(b'"', b'\0', b'\r', body).is_some()
-                || !(body.is_ascii() || std::str::from_utf8(body).is_ok())
-                || !accept(body, consumed..consumed + line.len())
+                || next_special < body_end
+                || (next_wide < body_end && std::str::from_utf8(body).is_err())
+                || !accept(body, line.clone())
             {
                 break;
             }
             counted += 1;
         }
-        consumed += line.len();
+        consumed = line.end;
     }
     (consumed, counted)
+}
+
+/// `data` from `start`: the scans read a source's buffer in place, from
+/// where its reader stands.
+fn rest(data: &[u8], start: usize) -> &[u8] {
+    data.get(start..).unwrap_or_default()
 }
 
 /// The timestamp in cell `column` of a plain line of `width` cells, when
@@ -393,46 +443,55 @@ fn line_instant(body: &[u8], delimiter: u8, width: usize, column: usize) -> Opti
 }
 
 /// How far a CSV source may skip ahead in an incremental run: the byte length
-/// and the number of the leading complete lines of `data` that are each
-/// certainly a record older than `since` (or blank: skipped, not counted).
+/// and the number of the leading complete lines of `data[start..]` that are
+/// each certainly a record older than `since` (or blank: skipped, not counted).
 ///
 /// Such a line is plain (`scan_plain`), has exactly `width` cells, and its
 /// cell `column` holds a timestamp `utc_instant` reads as before `since`. So
 /// this only ever skips lines the Python reader would skip too (the tests
 /// compare them).
 #[pyfunction]
+#[allow(clippy::too_many_arguments)] // Python's call
 fn skip_predating(
+    py: Python<'_>,
     data: &[u8],
+    start: usize,
     delimiter: u8,
     width: usize,
     column: usize,
     max_line: usize,
     since: Instant,
 ) -> (usize, usize) {
-    scan_plain(
-        data,
-        max_line,
-        |body, _| matches!(line_instant(body, delimiter, width, column), Some(instant) if instant < since),
-    )
+    py.detach(|| {
+        scan_plain(
+            rest(data, start),
+            max_line,
+            |body, _| matches!(line_instant(body, delimiter, width, column), Some(instant) if instant < since),
+        )
+    })
 }
 
-/// The leading complete lines of `data` that are plain records of `width`
+/// The leading complete lines of `data[start..]` that are plain records of `width`
 /// cells (`scan_plain`), at most `limit` of them: their byte length and
 /// number. The Python reader reads each of them as `line.split(delimiter)`
 /// (the tests compare them).
 #[pyfunction]
 fn plain_lines(
+    py: Python<'_>,
     data: &[u8],
+    start: usize,
     delimiter: u8,
     width: usize,
     max_line: usize,
     limit: usize,
 ) -> (usize, usize) {
     let mut taken = 0;
-    scan_plain(data, max_line, |body, _| {
-        let take = taken < limit && cell(body, delimiter, width, 0).is_some();
-        taken += usize::from(take);
-        take
+    py.detach(|| {
+        scan_plain(rest(data, start), max_line, |body, _| {
+            let take = taken < limit && count_byte(body, delimiter) + 1 == width;
+            taken += usize::from(take);
+            take
+        })
     })
 }
 
@@ -440,12 +499,14 @@ fn plain_lines(
 /// cells whose cell `column` holds a timestamp `utc_instant` reads, those
 /// before `since` are skipped and the others taken, at most `limit` of them.
 /// Returns the byte length and number of all these lines and, for each one
-/// taken, its number among them (from 0) and its byte range. A line whose
+/// taken, its number among them (from 0) and its byte range in `data`. A line whose
 /// timestamp has another shape stops the scan: the Python reader decides.
 #[pyfunction]
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)] // Python's call
 fn plain_lines_since(
+    py: Python<'_>,
     data: &[u8],
+    start: usize,
     delimiter: u8,
     width: usize,
     column: usize,
@@ -455,19 +516,21 @@ fn plain_lines_since(
 ) -> (usize, usize, Vec<(usize, usize, usize)>) {
     let mut taken: Vec<(usize, usize, usize)> = Vec::new();
     let mut seen = 0;
-    let (consumed, counted) = scan_plain(data, max_line, |body, line| {
-        let keep = match line_instant(body, delimiter, width, column) {
-            None => return false,
-            Some(instant) => instant >= since,
-        };
-        if keep {
-            if taken.len() == limit {
-                return false;
+    let (consumed, counted) = py.detach(|| {
+        scan_plain(rest(data, start), max_line, |body, line| {
+            let keep = match line_instant(body, delimiter, width, column) {
+                None => return false,
+                Some(instant) => instant >= since,
+            };
+            if keep {
+                if taken.len() == limit {
+                    return false;
+                }
+                taken.push((seen, start + line.start, start + line.end));
             }
-            taken.push((seen, line.start, line.end));
-        }
-        seen += 1;
-        true
+            seen += 1;
+            true
+        })
     });
     (consumed, counted, taken)
 }

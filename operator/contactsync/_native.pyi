@@ -18,6 +18,7 @@ def copy_binary(
 ) -> bytes: ...
 def skip_predating(
     data: bytes,
+    start: int,
     delimiter: int,
     width: int,
     column: int,
@@ -25,10 +26,11 @@ def skip_predating(
     since: tuple[int, int, int, int, int, int, int],
 ) -> tuple[int, int]: ...
 def plain_lines(
-    data: bytes, delimiter: int, width: int, max_line: int, limit: int
+    data: bytes, start: int, delimiter: int, width: int, max_line: int, limit: int
 ) -> tuple[int, int]: ...
 def plain_lines_since(
     data: bytes,
+    start: int,
     delimiter: int,
     width: int,
     column: int,

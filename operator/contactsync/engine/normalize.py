@@ -297,13 +297,12 @@ _PlanSource = tuple[
 ]
 
 
-def _valid_by_length(meta: PhoneMetadata, general: PhoneNumberDesc) -> list[str | None] | None:
+def _valid_by_length(meta: PhoneMetadata, general: PhoneNumberDesc) -> list[str | None]:
     """is_valid_number's test, one pattern per length: the number types in
     the library's order, joined, to be fully matched after the general
     pattern. The library fully matches each pattern on its own; joining them
-    is equivalent because no metadata pattern has groups (so no
-    backreferences). Metadata with groups returns None and goes to the
-    library."""
+    is equivalent without backreferences, which the native side's regex
+    engine does not have (a pattern it cannot compile goes to the library)."""
     descs = [
         meta.premium_rate,
         meta.toll_free,
@@ -319,11 +318,6 @@ def _valid_by_length(meta: PhoneMetadata, general: PhoneNumberDesc) -> list[str 
     # the mobile description on its own.
     if not meta.same_mobile_and_fixed_line_pattern:
         descs.append(meta.mobile)
-    patterns = [general.national_number_pattern] + [
-        desc.national_number_pattern for desc in descs if desc is not None
-    ]
-    if any(pattern and re.compile(pattern).groups for pattern in patterns):
-        return None
     by_length: list[str | None] = [None] * (_MAX_NSN + 1)
     if not general.national_number_pattern:
         return by_length
@@ -358,9 +352,10 @@ def _length_verdict(lengths: tuple[int, ...], local_lengths: tuple[int, ...], le
 def _plan_source(region: str, meta: PhoneMetadata) -> _PlanSource | None:
     """The region's plan, or None for metadata the fast path does not model
     (none ships today): no general description or country code, no
-    possible lengths or ones past the longest national number, a transform
-    rule without groups (parse() would index an empty tuple), patterns with
-    groups. The library decides those."""
+    possible lengths or ones past the longest national number. The library
+    decides those, and those the native side refuses: patterns its regex
+    engine cannot compile, a transform rule with groups its prefix pattern
+    lacks or without any (parse() would index an empty tuple)."""
     general = meta.general_desc
     cc = meta.country_code
     if (
@@ -372,30 +367,19 @@ def _plan_source(region: str, meta: PhoneMetadata) -> _PlanSource | None:
         return None
     # The library treats a missing or empty number pattern as matching
     # nothing, but compiles any present prefix pattern, even an empty one.
-    national_prefix = meta.national_prefix_for_parsing or None
-    transform = meta.national_prefix_transform_rule or None
-    if (
-        transform is not None
-        and national_prefix is not None
-        and not re.compile(national_prefix).groups
-    ):
-        return None
-    valid_by_length = _valid_by_length(meta, general)
-    if valid_by_length is None:
-        return None
     return (
         region,
         cc,
         meta.international_prefix,
-        national_prefix,
-        transform,
+        meta.national_prefix_for_parsing or None,
+        meta.national_prefix_transform_rule or None,
         general.national_number_pattern or None,
         [
             _length_verdict(general.possible_length, general.possible_length_local_only, length)
             for length in range(_MAX_NSN + 1)
         ],
         meta.leading_digits,
-        valid_by_length,
+        _valid_by_length(meta, general),
     )
 
 

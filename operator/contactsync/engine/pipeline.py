@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
@@ -193,7 +193,7 @@ def _run(
         since = None
         if spec.mode == "incremental" and (cursor := run.cursor()) is not None:
             since = cursor - LOOKBACK
-        batches = (
+        batches = _read_ahead(
             _newer_than(b, since) for b in source.batches(since=since, batch_size=BATCH_SIZE)
         )
         for encoded in _prepared(batches, keyring, settings, destination.encoder, workers):
@@ -230,6 +230,26 @@ def _run(
     summary.unchanged, summary.merged = counts.unchanged, counts.merged
     summary.duration_seconds = round(time.monotonic() - started, 3)
     return summary
+
+
+def _read_ahead(
+    batches: Generator[Sequence[RawRecord], None, None],
+) -> Iterator[Sequence[RawRecord]]:
+    """The batches, each read by a thread while the one before it is prepared.
+
+    A source's network waits and native scans (which release the GIL) then
+    overlap the preparing, which is all of a run's work in its own process
+    until worker processes start, and all of a small incremental run's.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="contactsync-read") as reader:
+        try:
+            ahead = reader.submit(next, batches, None)
+            while (batch := ahead.result()) is not None:
+                ahead = reader.submit(next, batches, None)
+                yield batch
+        finally:
+            # The source is closed once the read in flight is over, in that thread.
+            reader.submit(batches.close).result()
 
 
 def _newer_than(batch: Sequence[RawRecord], since: datetime | None) -> Sequence[RawRecord]:

@@ -762,7 +762,7 @@ def _instant(moment: datetime) -> tuple[int, int, int, int, int, int, int]:
 
 def _native_skips(cell: str, since: datetime) -> bool:
     line = f"x,{cell},y\n".encode()
-    consumed, skipped = _native.skip_predating(line, ord(","), 3, 1, 1000, _instant(since))
+    consumed, skipped = _native.skip_predating(line, 0, ord(","), 3, 1, 1000, _instant(since))
     assert consumed == (len(line) if skipped else 0)
     return skipped == 1
 
@@ -802,7 +802,7 @@ def test_native_skip_ahead_skips_a_subset_of_what_python_skips(data: bytes, cut:
     width, column = len(names), names.index("updatedAt")
     chunk = body[:cut]
     consumed, skipped = _native.skip_predating(
-        chunk, ord(","), width, column, 64 * 1024, _instant(_SINCE)
+        chunk, 0, ord(","), width, column, 64 * 1024, _instant(_SINCE)
     )
     lines = chunk[:consumed].splitlines(keepends=True)
     assert all(line.endswith(b"\n") for line in lines)
@@ -820,7 +820,7 @@ def test_native_skip_ahead_skips_a_subset_of_what_python_skips(data: bytes, cut:
 def test_native_skip_ahead_skips_a_whole_run_of_old_lines() -> None:
     old = b"".join(b"id%d,2024-01-01T00:00:00.123Z\n" % n for n in range(1000))
     data = old + b"new,2024-07-01T00:00:00Z\n" + old
-    consumed, skipped = _native.skip_predating(data, ord(","), 2, 1, 1000, _instant(_SINCE))
+    consumed, skipped = _native.skip_predating(data, 0, ord(","), 2, 1, 1000, _instant(_SINCE))
     assert (consumed, skipped) == (len(old), 1000)
     source = CsvSource(_opener(b"externalId,updatedAt\n" + data), skip_predating=True)
     [batch] = source.batches(since=_SINCE, batch_size=10)
@@ -914,7 +914,7 @@ def test_plain_lines_travel_as_bytes_and_read_back_the_same() -> None:
 
 def test_native_plain_lines_take_only_plain_lines_of_the_width() -> None:
     def take(data: bytes, limit: int = 100) -> tuple[int, int]:
-        return _native.plain_lines(data, ord(","), 2, 20, limit)
+        return _native.plain_lines(data, 0, ord(","), 2, 20, limit)
 
     assert take(b"a,b\n\r\nc,d\r\n") == (11, 2)  # blank lines pass, uncounted
     assert take(b"a,b\nc,d") == (4, 1)  # a line without its end waits for more

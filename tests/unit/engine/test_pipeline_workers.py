@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from itertools import islice
 
 import pytest
 
@@ -87,3 +88,37 @@ def test_the_engine_starts_without_the_http_stack() -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_source_is_read_one_batch_ahead_in_order_and_closed() -> None:
+    events: list[str] = []
+
+    def source() -> Iterator[list[RawRecord]]:
+        try:
+            for b in range(5):
+                events.append(f"read {b}")
+                yield [RawRecord(b, {"externalId": f"id-{b}"})]
+        finally:
+            events.append("closed")
+
+    ahead = pipeline._read_ahead(source())
+    assert [batch[0].position for batch in islice(ahead, 2)] == [0, 1]
+    # The third batch is read while the second is out, and no further.
+    deadline = time.monotonic() + 10
+    while len(events) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    assert events == ["read 0", "read 1", "read 2"]
+    ahead.close()
+    assert events[-1] == "closed"
+
+
+def test_a_failing_source_fails_the_read_where_it_failed() -> None:
+    def source() -> Iterator[list[RawRecord]]:
+        yield [RawRecord(1, {})]
+        raise ConnectionError("the server went away")
+
+    ahead = pipeline._read_ahead(source())
+    assert next(ahead)[0].position == 1
+    with pytest.raises(ConnectionError, match="went away"):
+        next(ahead)

@@ -147,8 +147,8 @@ def open_path(path: str | PathLike[str]) -> Callable[[], BinaryIO]:
 class _Utf8Stream(io.RawIOBase):
     """`head` then the rest of `source`, transcoded to UTF-8 when `decoder` is given.
 
-    The head is what encoding detection already read; serving it from here lets a
-    C `BufferedReader` sit on top, whose bounded `readline` is the fast path.
+    The head is what encoding detection already read. A CSV read takes blocks
+    from here (`_Window`); JSON Lines puts a C `BufferedReader` on top.
     """
 
     def __init__(
@@ -170,17 +170,25 @@ class _Utf8Stream(io.RawIOBase):
         return True
 
     def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to `size` bytes (a chunk for a negative size; none only at the end),
+        without the copy `RawIOBase.read` makes: a CSV read's blocks."""
         while not self._pending:
             if self._eof:
-                return 0
-            chunk = self._source.read(_CHUNK_BYTES)
+                return b""
+            chunk = self._source.read(max(size, _CHUNK_BYTES))
             self._eof = not chunk
             self._pending = self._convert(chunk)
-        view = memoryview(buffer).cast("B")
-        size = min(len(view), len(self._pending))
-        view[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+        if 0 <= size < len(self._pending):
+            data, self._pending = self._pending[:size], self._pending[size:]
+        else:
+            data, self._pending = self._pending, b""
+        return data
 
     def close(self) -> None:
         try:
@@ -199,8 +207,8 @@ def _read_up_to(source: BinaryIO, size: int) -> bytes:
     return data
 
 
-def _open_utf8(source: BinaryIO, encoding: str | None) -> io.BufferedReader:
-    """A buffered stream of UTF-8 bytes, byte order mark removed."""
+def _open_utf8(source: BinaryIO, encoding: str | None) -> _Utf8Stream:
+    """A stream of UTF-8 bytes, byte order mark removed."""
     head = _read_up_to(source, 4)
     if encoding is None:
         encoding = next((name for bom, name in _BOMS if head.startswith(bom)), "utf-8")
@@ -210,7 +218,62 @@ def _open_utf8(source: BinaryIO, encoding: str | None) -> io.BufferedReader:
     else:
         # Other codecs consume their own byte order mark.
         decoder = codecs.getincrementaldecoder(encoding)(_INVALID_ERRORS)
-    return io.BufferedReader(_Utf8Stream(head, source, decoder), _CHUNK_BYTES)
+    return _Utf8Stream(head, source, decoder)
+
+
+class _Window:
+    """A CSV read's view of its stream: the bytes from `start` of `data`.
+
+    The native scans read them in place, for as many lines as they take, and
+    `advance`; a line that runs past the end of `data` takes one more block
+    (`more`). The Python reader reads the same bytes a line at a time (`readline`).
+    """
+
+    __slots__ = ("_stream", "data", "start")
+
+    def __init__(self, stream: _Utf8Stream) -> None:
+        self._stream = stream
+        self.data = b""
+        self.start = 0
+
+    def advance(self, size: int) -> None:
+        self.start += size
+
+    def more(self) -> bool:
+        """Add the stream's next block to what is left; False at its end."""
+        block = self._stream.read(_CHUNK_BYTES)
+        if not block:
+            return False
+        self.data = self.data[self.start :] + block
+        self.start = 0
+        return True
+
+    def cut(self, limit: int) -> bool:
+        """Whether the line at `start` runs past the end of the bytes here but
+        could end within `limit` bytes: then one more block is read."""
+        return (
+            self.data.find(b"\n", self.start, self.start + limit) < 0
+            and len(self.data) - self.start < limit
+            and self.more()
+        )
+
+    def readline(self, limit: int) -> bytes:
+        """What `BufferedReader.readline(limit)` returns."""
+        parts: list[bytes] = []
+        while True:
+            data, start = self.data, self.start
+            end = data.find(b"\n", start, start + limit) + 1
+            if end:
+                parts.append(data[start:end])
+                self.start = end
+                break
+            end = min(len(data), start + limit)
+            parts.append(data[start:end])
+            self.start = end
+            limit -= end - start
+            if not limit or not self.more():
+                break
+        return b"".join(parts)
 
 
 # A part of a `CsvLines` batch: plain lines (the position of the first, their
@@ -492,16 +555,16 @@ def _instant(since: datetime) -> tuple[int, int, int, int, int, int, int]:
 
 
 def _skipping_ahead(
-    stream: io.BufferedReader,
+    window: _Window,
     delimiter: str,
     width: int,
     column: int,
     max_line: int,
     since: datetime,
 ) -> Callable[[], int]:
-    """Skip the buffered lines that `_predating` would certainly skip; return their count.
+    """Skip the lines in the window that `_predating` would certainly skip; return their count.
 
-    Native code (`skip_predating`) scans what the stream has buffered and stops
+    Native code (`skip_predating`) scans the window's bytes and stops
     at the first line it is not sure of, which the reader then reads as usual:
     it skips a subset of what `_predating` skips, never more (a test compares
     both). Only complete lines are consumed, so the reader stays on a line start.
@@ -511,9 +574,9 @@ def _skipping_ahead(
 
     def skip_ahead() -> int:
         consumed, skipped = _native.skip_predating(
-            stream.peek(), separator, width, column, max_line, instant
+            window.data, window.start, separator, width, column, max_line, instant
         )
-        stream.read(consumed)
+        window.advance(consumed)
         return skipped
 
     return skip_ahead
@@ -603,7 +666,8 @@ class CsvSource:
         """
         _check_limit("batch_size", batch_size)
         with _open_utf8(self._opener(), self._encoding) as stream:
-            records, reader, names = self._open(stream)
+            window = _Window(stream)
+            records, reader, names = self._open(window)
             rows = self._rows(reader, records, names)
             if not (self._skip_predating and since is not None and "updatedAt" in names):
                 since = None
@@ -612,26 +676,24 @@ class CsvSource:
                 records.skip = _predating(records.delimiter, len(names), column, since)
                 max_line = min(self._max_field, self._max_record)
                 records.skip_ahead = _skipping_ahead(
-                    stream, records.delimiter, len(names), column, max_line, since
+                    window, records.delimiter, len(names), column, max_line, since
                 )
-            yield from self._line_batches(stream, records, rows, names, batch_size, since)
+            yield from self._line_batches(window, records, rows, names, batch_size, since)
 
-    def _open(
-        self, stream: io.BufferedReader
-    ) -> tuple[_CsvRecords, Iterator[list[str]], tuple[str, ...]]:
+    def _open(self, window: _Window) -> tuple[_CsvRecords, Iterator[list[str]], tuple[str, ...]]:
         """Read the header: the reader's state, the row reader and the column names."""
-        lines = iter(partial(stream.readline, self._max_record + 1), b"")
+        lines = iter(partial(window.readline, self._max_record + 1), b"")
         first = next((line for line in lines if line not in (b"\n", b"\r\n")), b"")
         if not first:
             raise CsvHeaderError("no header row")
         delimiter = self._delimiter or _sniff_delimiter(first)
-        records = _CsvRecords(stream.readline, first, delimiter, self._max_field, self._max_record)
+        records = _CsvRecords(window.readline, first, delimiter, self._max_field, self._max_record)
         reader = csv.reader(records.texts(), delimiter=delimiter)
         return records, reader, self._header(reader, records)
 
     def _line_batches(
         self,
-        stream: io.BufferedReader,
+        window: _Window,
         records: _CsvRecords,
         rows: Iterator[RawRecord],
         names: tuple[str, ...],
@@ -649,24 +711,24 @@ class CsvSource:
         parts: list[_Part] = []
         count = 0
         while True:
-            room = size - count
+            room, data, start = size - count, window.data, window.start
             if instant is None:
                 consumed, counted = _native.plain_lines(
-                    stream.peek(), separator, width, max_line, room
+                    data, start, separator, width, max_line, room
                 )
-                data = stream.read(consumed)
                 if counted:
-                    parts.append((records.position + 1, data))
+                    parts.append((records.position + 1, data[start : start + consumed]))
                 count += counted
             else:
                 consumed, counted, taken = _native.plain_lines_since(
-                    stream.peek(), separator, width, column, max_line, room, instant
+                    data, start, separator, width, column, max_line, room, instant
                 )
-                data = stream.read(consumed)
-                parts += [(records.position + 1 + n, data[start:end]) for n, start, end in taken]
+                parts += [(records.position + 1 + n, data[a:b]) for n, a, b in taken]
                 count += len(taken)
+            window.advance(consumed)
             records.position += counted
-            if not consumed:  # not a plain line (or the buffer ends in one): read a record
+            if not consumed and not window.cut(max_line):
+                # Not a plain line (nor one the block's end cut): read a record.
                 raw = next(rows, None)
                 if raw is None:
                     break
@@ -818,10 +880,10 @@ class JsonlSource:
     def batches(self, *, since: datetime | None, batch_size: int) -> Iterator[list[RawRecord]]:
         """All records (`since` is the engine's to apply), `batch_size` at a time."""
         _check_limit("batch_size", batch_size)
-        with _open_utf8(self._opener(), self._encoding) as stream:
+        with io.BufferedReader(_open_utf8(self._opener(), self._encoding), _CHUNK_BYTES) as stream:
             yield from _batched(self._records(stream), batch_size)
 
-    def _records(self, stream: io.BufferedReader) -> Iterator[RawRecord]:
+    def _records(self, stream: io.BufferedReader[_Utf8Stream]) -> Iterator[RawRecord]:
         max_line = self._max_line
         lines = iter(partial(stream.readline, max_line + 1), b"")
         position = 0
