@@ -434,8 +434,8 @@ def validate_records(
     results: list[Contact | list[Reason]] = []
     prevalidated = _PREVALIDATOR.check(list(batch), default_region)
     for fields, checked in zip(batch, prevalidated, strict=True):
-        contact = None if checked is None else _finish(checked, default_region)
-        results.append(contact or _validate(fields, default_region, fast=True))
+        answer = None if checked is None else _finish(checked, default_region)
+        results.append(_validate(fields, default_region, fast=True) if answer is None else answer)
     return results
 
 
@@ -639,11 +639,14 @@ _PREVALIDATOR: Final = _native.Prevalidator(
 _PENDING: Final = tuple(check for _, check in _TEXT_CHECKS)
 
 
-def _finish(checked: tuple[list[object], int], region: str) -> Contact | None:
-    """The Contact of a record the native path checked, after the text fields it
-    left pending; None when one of them fails (the Python path then collects
-    every reason) or holds what the fast path leaves to the model."""
+def _finish(checked: tuple[list[object], int], region: str) -> Contact | list[Reason] | None:
+    """The answer for a record the native path checked, once the text fields it
+    left pending are checked too: the Contact, or the reasons of the pending
+    fields that fail (the native path found every other field valid, so these
+    are all the record's reasons); None when one of them holds what the fast
+    path leaves to the model."""
     values, pending = checked
+    found: list[Reason] = []
     while pending:  # the set bits only
         index = pending.bit_length() - 1
         pending ^= 1 << index
@@ -653,6 +656,8 @@ def _finish(checked: tuple[list[object], int], region: str) -> Contact | None:
             return None
         try:
             values[1 + index] = _PENDING[index](value, region)
-        except (PydanticCustomError, ValidationError):
-            return None
+        except (PydanticCustomError, ValidationError) as error:
+            found += _reasons_of(error)
+    if found:
+        return sorted(set(found), key=_REASON_ORDER.__getitem__)
     return Contact._make(values)
