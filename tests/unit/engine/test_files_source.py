@@ -856,14 +856,19 @@ def _by_python_reader(
     return [record for batch in batches for record in batch]
 
 
+# Blocks of a few bytes put block ends inside lines, cells and line ends.
+_BLOCKS = st.sampled_from([files._CHUNK_BYTES, 1, 3, 16])
+
+
 @settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=_damaged_csv() | _timed_csv(),
     limits=st.sampled_from([{}, {"max_field_bytes": 8, "max_record_bytes": 40}]),
     batch_size=st.integers(1, 5),
+    block=_BLOCKS,
 )
 def test_plain_lines_read_as_the_python_reader_reads(
-    data: bytes, limits: dict[str, int], batch_size: int
+    data: bytes, limits: dict[str, int], batch_size: int, block: int
 ) -> None:
     source = CsvSource(_opener(data), **limits)  # type: ignore[arg-type]
     try:
@@ -872,24 +877,49 @@ def test_plain_lines_read_as_the_python_reader_reads(
         with pytest.raises(CsvHeaderError):
             list(source.batches(since=None, batch_size=batch_size))
         return
-    batches = list(source.batches(since=None, batch_size=batch_size))
+    with mock.patch.object(files, "_CHUNK_BYTES", block):
+        batches = list(source.batches(since=None, batch_size=batch_size))
     assert all(isinstance(batch, CsvLines) for batch in batches)
     assert all(len(batch) == batch_size for batch in batches[:-1])
     assert [record for batch in batches for record in batch] == expected
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=_timed_csv(), batch_size=st.integers(1, 5), since=st.sampled_from([_SINCE, None]))
+@given(
+    data=_timed_csv(),
+    batch_size=st.integers(1, 5),
+    since=st.sampled_from([_SINCE, None]),
+    block=_BLOCKS,
+)
 def test_plain_lines_of_an_incremental_read_are_the_python_readers(
-    data: bytes, batch_size: int, since: datetime | None
+    data: bytes, batch_size: int, since: datetime | None, block: int
 ) -> None:
     """With `since`, plain lines are skipped or taken natively: the records are
     those the Python reader, skipping line by line, returns."""
     source = CsvSource(_opener(data), delimiter=",", skip_predating=True)
-    batches = list(source.batches(since=since, batch_size=batch_size))
+    with mock.patch.object(files, "_CHUNK_BYTES", block):
+        batches = list(source.batches(since=since, batch_size=batch_size))
     assert all(len(batch) == batch_size for batch in batches[:-1])
     expected = _by_python_reader(data, since, delimiter=",")
     assert [record for batch in batches for record in batch] == expected
+
+
+@settings(deadline=None)
+@given(
+    data=st.binary(max_size=200) | _damaged_csv(),
+    limits=st.lists(st.integers(1, 50), min_size=1, max_size=5),
+    block=_BLOCKS,
+)
+def test_the_window_reads_lines_as_a_buffered_reader_does(
+    data: bytes, limits: list[int], block: int
+) -> None:
+    data = data.removeprefix(codecs.BOM_UTF8)  # which the window's stream drops
+    reference = io.BufferedReader(io.BytesIO(data))
+    with mock.patch.object(files, "_CHUNK_BYTES", block):
+        window = files._Window(files._open_utf8(io.BytesIO(data), "utf-8"))
+        for limit in (limits * len(data))[: len(data) + 1]:
+            assert window.readline(limit) == reference.readline(limit)
+        assert window.readline(limits[0]) == b""
 
 
 def test_plain_lines_travel_as_bytes_and_read_back_the_same() -> None:
