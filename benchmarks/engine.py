@@ -12,7 +12,10 @@ databases of earlier paths dropped, a checkpoint taken), measures contacts/s of:
   dlt      dlt merging the same rows into PostgreSQL with a primary key
   engine   the ContactSync engine: validate, normalise, dedupe, 4 encrypted
            fields, 2 blind indexes, quarantine, one transaction
-  incr     an incremental re-run after 1% of the records changed
+  incr     an incremental re-run after 1% of the records changed, on the
+           table as a scheduled run meets it: vacuumed and checkpointed after
+           the bulk load (immediately after it, autovacuum and the load's
+           checkpoint fall into the re-run: 0.050-0.058 of the full run)
 
 and the engine's peak RSS (process tree) at N/10 and N. Naive and dlt are
 slow, so they run on the first --baseline-n records; rates are per record.
@@ -178,6 +181,17 @@ def settle(admin_dsn: str) -> None:
         query = "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'"
         for (name,) in conn.execute(query).fetchall():
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # generated names
+        conn.execute("CHECKPOINT")
+
+
+def settle_after_load(dsn: str, admin_dsn: str) -> None:
+    """Meet the table as a scheduled incremental run does, long after the bulk
+    load: autovacuum has processed it (visibility map, hint bits, statistics)
+    and a checkpoint has flushed it. Done here, so that neither falls into the
+    measured re-run; both are the load's own aftermath."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) contacts")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
 
 
@@ -428,9 +442,11 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
         results["dlt"] = baseline_n / t
 
     settle(admin_dsn)
-    secrets = prepare_secrets(root, fresh_database(admin_dsn))
+    engine_dsn = fresh_database(admin_dsn)
+    secrets = prepare_secrets(root, engine_dsn)
     t_full, summary, rss_full = engine(full_csv, secrets, "full", args.workers)
     results["engine"] = n / t_full
+    settle_after_load(engine_dsn, admin_dsn)
     t_incr, incr, _ = engine(changed_csv, secrets, "incremental", args.workers)
     settle(admin_dsn)
     small_secrets = prepare_secrets(root / "small", fresh_database(admin_dsn))
