@@ -3,7 +3,8 @@
 Writes N realistic contact rows (10 columns, about 150 bytes each) as CSV and as
 JSON Lines to a temp dir, then reports rows/s for
 - plain `csv.reader` over a text file: the ceiling CsvSource cannot beat;
-- CsvSource (the hardened reader, dicts and RawRecords included);
+- CsvSource (the hardened reader, dicts and RawRecords included), also beside a
+  thread running Python, as the engine reads while it prepares;
 - plain `json.loads` per line, and JsonlSource;
 with each source's ratio to its baseline and its cost per row. Best of --repeat runs.
 
@@ -17,8 +18,10 @@ import csv
 import json
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from contactsync.engine.records import SCALAR_FIELDS
@@ -96,6 +99,26 @@ def _best(read: Callable[[], int], expected: int, repeat: int) -> float:
     return expected / best
 
 
+@contextmanager
+def _busy_thread() -> Iterator[None]:
+    """Another thread running Python meanwhile, as the engine's own process
+    prepares batches while a thread reads the next one. Any call that lets go
+    of the GIL then waits for it (up to the 5 ms switch interval)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(1000))
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
 def _report(name: str, baseline: float, hardened: float) -> None:
     print(f"{name} baseline  {baseline:12,.0f} rows/s  {1e6 / baseline:5.2f} us/row")
     print(f"{name} source    {hardened:12,.0f} rows/s  {1e6 / hardened:5.2f} us/row")
@@ -116,6 +139,10 @@ def main() -> None:
             _best(lambda: _plain_csv(csv_path), args.rows, args.repeat),
             _best(lambda: _source(CsvSource(open_path(csv_path))), args.rows, args.repeat),
         )
+        alone = _best(lambda: _source(CsvSource(open_path(csv_path))), args.rows, args.repeat)
+        with _busy_thread():
+            beside = _best(lambda: _source(CsvSource(open_path(csv_path))), args.rows, args.repeat)
+        print(f"csv   beside a thread running Python: {beside / alone:.2f} of its rate alone")
         _report(
             "jsonl",
             _best(lambda: _plain_jsonl(jsonl_path), args.rows, args.repeat),

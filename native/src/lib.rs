@@ -451,9 +451,7 @@ fn line_instant(body: &[u8], delimiter: u8, width: usize, column: usize) -> Opti
 /// this only ever skips lines the Python reader would skip too (the tests
 /// compare them).
 #[pyfunction]
-#[allow(clippy::too_many_arguments)] // Python's call
 fn skip_predating(
-    py: Python<'_>,
     data: &[u8],
     start: usize,
     delimiter: u8,
@@ -462,13 +460,11 @@ fn skip_predating(
     max_line: usize,
     since: Instant,
 ) -> (usize, usize) {
-    py.detach(|| {
-        scan_plain(
-            rest(data, start),
-            max_line,
-            |body, _| matches!(line_instant(body, delimiter, width, column), Some(instant) if instant < since),
-        )
-    })
+    scan_plain(
+        rest(data, start),
+        max_line,
+        |body, _| matches!(line_instant(body, delimiter, width, column), Some(instant) if instant < since),
+    )
 }
 
 /// The leading complete lines of `data[start..]` that are plain records of `width`
@@ -477,7 +473,6 @@ fn skip_predating(
 /// (the tests compare them).
 #[pyfunction]
 fn plain_lines(
-    py: Python<'_>,
     data: &[u8],
     start: usize,
     delimiter: u8,
@@ -486,12 +481,10 @@ fn plain_lines(
     limit: usize,
 ) -> (usize, usize) {
     let mut taken = 0;
-    py.detach(|| {
-        scan_plain(rest(data, start), max_line, |body, _| {
-            let take = taken < limit && count_byte(body, delimiter) + 1 == width;
-            taken += usize::from(take);
-            take
-        })
+    scan_plain(rest(data, start), max_line, |body, _| {
+        let take = taken < limit && count_byte(body, delimiter) + 1 == width;
+        taken += usize::from(take);
+        take
     })
 }
 
@@ -504,7 +497,6 @@ fn plain_lines(
 #[pyfunction]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)] // Python's call
 fn plain_lines_since(
-    py: Python<'_>,
     data: &[u8],
     start: usize,
     delimiter: u8,
@@ -516,21 +508,19 @@ fn plain_lines_since(
 ) -> (usize, usize, Vec<(usize, usize, usize)>) {
     let mut taken: Vec<(usize, usize, usize)> = Vec::new();
     let mut seen = 0;
-    let (consumed, counted) = py.detach(|| {
-        scan_plain(rest(data, start), max_line, |body, line| {
-            let keep = match line_instant(body, delimiter, width, column) {
-                None => return false,
-                Some(instant) => instant >= since,
-            };
-            if keep {
-                if taken.len() == limit {
-                    return false;
-                }
-                taken.push((seen, start + line.start, start + line.end));
+    let (consumed, counted) = scan_plain(rest(data, start), max_line, |body, line| {
+        let keep = match line_instant(body, delimiter, width, column) {
+            None => return false,
+            Some(instant) => instant >= since,
+        };
+        if keep {
+            if taken.len() == limit {
+                return false;
             }
-            seen += 1;
-            true
-        })
+            taken.push((seen, start + line.start, start + line.end));
+        }
+        seen += 1;
+        true
     });
     (consumed, counted, taken)
 }

@@ -237,9 +237,9 @@ def _read_ahead(
 ) -> Iterator[Sequence[RawRecord]]:
     """The batches, each read by a thread while the one before it is prepared.
 
-    A source's network waits and native scans (which release the GIL) then
-    overlap the preparing, which is all of a run's work in its own process
-    until worker processes start, and all of a small incremental run's.
+    A source's network and disk waits then overlap the preparing, which is all
+    of a run's work in its own process until worker processes start, and all
+    of a small incremental run's.
     """
     with ThreadPoolExecutor(1, thread_name_prefix="contactsync-read") as reader:
         try:
