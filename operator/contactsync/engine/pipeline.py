@@ -9,6 +9,7 @@ Guards (reject ratio, delete ratio) fail the run before anything commits.
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import multiprocessing
 import os
@@ -17,6 +18,7 @@ import uuid
 from collections import Counter, deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import chain, islice
@@ -114,7 +116,8 @@ def run_sync(
     keyring = Keyring.from_file(secrets.path(keyring_ref(spec, identity)))
     batches: list[EncodedBatch] = []  # counts and digests only: a few hundred bytes each
     try:
-        summary = _run(spec, identity, keyring, secrets, run_id, workers, batches)
+        with _sparing_the_collector():
+            summary = _run(spec, identity, keyring, secrets, run_id, workers, batches)
     except BaseException as exc:
         if audit_path is not None:
             outcome = f"failed:{failure_code(exc)}"
@@ -123,6 +126,19 @@ def run_sync(
     if audit_path is not None:
         _audit(audit_path, keyring, spec, identity, run_id, batches, summary, "committed")
     return summary
+
+
+@contextmanager
+def _sparing_the_collector() -> Iterator[None]:
+    """While a run lasts, the garbage collector leaves alone the objects that
+    were there before it, most of them what the imports made: its full
+    collections then walk the run's own objects only (a worker process spent
+    about a tenth of its time in them). They are handed back at the end."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _audit(
@@ -269,6 +285,8 @@ def _init_worker(keyring_json: str, settings: PrepareSettings, encoder: Encoder)
     # Keyrings refuse to be pickled (so they cannot leak into Prefect results);
     # the workers get the serialised form once, over the pool's private pipe.
     _worker = (Preparer(Keyring.from_json(keyring_json), settings), encoder)
+    # A worker lives for one run: what it holds now stays (see _sparing_the_collector).
+    gc.freeze()
 
 
 # What travels to a worker: a list of records as plain tuples, which pickle in

@@ -3,6 +3,7 @@ workers start, come out the same and in order."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import time
@@ -122,3 +123,18 @@ def test_a_failing_source_fails_the_read_where_it_failed() -> None:
     assert next(ahead)[0].position == 1
     with pytest.raises(ConnectionError, match="went away"):
         next(ahead)
+
+
+def test_a_run_hands_what_it_froze_back_to_the_collector() -> None:
+    frozen: list[int] = []
+
+    def failing_run() -> None:
+        with pipeline._sparing_the_collector():
+            frozen.append(gc.get_freeze_count())  # the heap as the run found it
+            raise RuntimeError("the run failed")
+
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError):
+        failing_run()
+    assert frozen[0] > 0
+    assert gc.get_freeze_count() == 0
