@@ -339,7 +339,7 @@ fn utc_instant(text: &[u8]) -> Option<Instant> {
 
 /// Cell `column` of an unquoted line, if it has exactly `width` cells.
 fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]> {
-    if column >= width || count_byte(body, delimiter) + 1 != width {
+    if column >= width || !has_cells(body, delimiter, width) {
         return None;
     }
     // From whichever end has fewer delimiters before the cell.
@@ -362,6 +362,11 @@ fn cell(body: &[u8], delimiter: u8, width: usize, column: usize) -> Option<&[u8]
         (starts.next().map_or(0, |i| i + 1), end)
     };
     Some(&body[start..end])
+}
+
+/// Whether an unquoted line has exactly `width` cells.
+fn has_cells(body: &[u8], delimiter: u8, width: usize) -> bool {
+    count_byte(body, delimiter) + 1 == width
 }
 
 /// How many bytes of `data` are `byte`.
@@ -482,7 +487,7 @@ fn plain_lines(
 ) -> (usize, usize) {
     let mut taken = 0;
     scan_plain(rest(data, start), max_line, |body, _| {
-        let take = taken < limit && count_byte(body, delimiter) + 1 == width;
+        let take = taken < limit && has_cells(body, delimiter, width);
         taken += usize::from(take);
         take
     })

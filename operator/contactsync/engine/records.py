@@ -361,15 +361,19 @@ _REASON_ORDER: Final = {reason: index for index, reason in enumerate(Reason)}
 _CODES: Final = {reason.value: reason for reason in Reason}
 
 
+def _in_order(found: Iterable[Reason]) -> list[Reason]:
+    """Reason codes deduplicated, in :class:`Reason` order."""
+    return sorted(set(found), key=_REASON_ORDER.__getitem__)
+
+
 def reasons_from(error: ValidationError) -> list[Reason]:
     """The reason codes of a ContactIn validation error, deduplicated, in
     :class:`Reason` order. An unexpected error type counts as
     ``field.invalid`` rather than being lost."""
-    found = {
+    return _in_order(
         _CODES.get(kind) or _BUILTIN_REASONS.get(kind, Reason.FIELD_INVALID)
         for kind in (detail["type"] for detail in error.errors(include_url=False))
-    }
-    return sorted(found, key=_REASON_ORDER.__getitem__)
+    )
 
 
 # --- the entry point ----------------------------------------------------------
@@ -586,7 +590,7 @@ def _validate_fast(data: dict[str, object], region: str) -> Contact | list[Reaso
     except (PydanticCustomError, ValidationError) as error:
         found += _reasons_of(error)
     if found:
-        return sorted(set(found), key=_REASON_ORDER.__getitem__)
+        return _in_order(found)
     email, phone, first_name, last_name, company, job_title = texts
     return Contact(
         external_id,
@@ -659,5 +663,5 @@ def _finish(checked: tuple[list[object], int], region: str) -> Contact | list[Re
         except (PydanticCustomError, ValidationError) as error:
             found += _reasons_of(error)
     if found:
-        return sorted(set(found), key=_REASON_ORDER.__getitem__)
+        return _in_order(found)
     return Contact._make(values)
