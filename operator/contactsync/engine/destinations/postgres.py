@@ -278,8 +278,9 @@ class PostgresRun:
             " seq"
         )
         staged = self._staged
-        # Estimates for the lookups below (index probes or one hash join).
-        cur.execute("ANALYZE latest")
+        # Estimates for the lookups below (index probes or one hash join):
+        # statistics of the columns they match on only.
+        cur.execute("ANALYZE latest (external_id, email_bidx, phone_bidx)")
         cur.execute(
             sql.SQL(
                 "CREATE TEMP TABLE winners ON COMMIT DROP AS "
@@ -292,19 +293,27 @@ class PostgresRun:
                 # need an entry (the COALESCE below then falls to the own id),
                 # with whether that first record's own id is stored.
                 # (Ids are unique here: the first is stored when it is also the
-                # first of the stored ones.)
+                # first of the stored ones.) Finding the shared ones counts keys
+                # alone; the minima are then taken over the few rows that share,
+                # not kept for every key (a bulk load resolves about a tenth faster).
+                "), shared_email AS ("
+                "  SELECT email_bidx FROM probed WHERE email_bidx IS NOT NULL"
+                "  GROUP BY email_bidx HAVING count(*) > 1"
                 "), by_email AS ("
                 "  SELECT email_bidx, min(external_id) AS first, COALESCE("
                 "   min(external_id) FILTER (WHERE stored_id IS NOT NULL) = min(external_id),"
                 "   false) AS first_stored"
-                "  FROM probed WHERE email_bidx IS NOT NULL"
-                "  GROUP BY email_bidx HAVING count(*) > 1"
+                "  FROM probed WHERE email_bidx IN (SELECT email_bidx FROM shared_email)"
+                "  GROUP BY email_bidx"
+                "), shared_phone AS ("
+                "  SELECT phone_bidx FROM probed WHERE phone_bidx IS NOT NULL"
+                "  GROUP BY phone_bidx HAVING count(*) > 1"
                 "), by_phone AS ("
                 "  SELECT phone_bidx, min(external_id) AS first, COALESCE("
                 "   min(external_id) FILTER (WHERE stored_id IS NOT NULL) = min(external_id),"
                 "   false) AS first_stored"
-                "  FROM probed WHERE phone_bidx IS NOT NULL"
-                "  GROUP BY phone_bidx HAVING count(*) > 1"
+                "  FROM probed WHERE phone_bidx IN (SELECT phone_bidx FROM shared_phone)"
+                "  GROUP BY phone_bidx"
                 # Stored matches by email or phone, looked up only for records
                 # whose own id is not stored (that match comes first).
                 "), unknown AS ("
@@ -349,7 +358,8 @@ class PostgresRun:
             ).format(t=t)
         )
         winners = cur.rowcount
-        cur.execute("ANALYZE winners")  # so the writes hash-join it to stage
+        # So the writes hash-join it to stage; the columns the statements below match on.
+        cur.execute("ANALYZE winners (seq, target_id, stored, deleted)")
         # 2. The delete guard, computed before anything is written.
         flagged = _count(
             cur,
