@@ -691,6 +691,13 @@ const UPDATED_AT: usize = 1;
 const DELETED: usize = 2;
 const TEXT_KEYS: usize = 3;
 
+/// What `Prevalidator.record` makes of a record (see `Prevalidator.check`).
+enum Answer<'py> {
+    Python,
+    Contact(Bound<'py, PyAny>),
+    Pending(Bound<'py, PyTuple>),
+}
+
 /// The plain-record path of `records.validate_record`, for the shapes it
 /// decides alone: see `Prevalidator.check`.
 #[pyclass(frozen)]
@@ -705,6 +712,9 @@ struct Prevalidator {
     utc: Py<PyAny>,
     phones: Py<Phones>,
     keys: Vec<Py<PyString>>,
+    /// `records.Contact`, made with `tuple.__new__` as its `_make` does.
+    contact: Py<PyAny>,
+    tuple_new: Py<PyAny>,
 }
 
 impl Prevalidator {
@@ -762,32 +772,32 @@ impl Prevalidator {
         py: Python<'py>,
         record: &Bound<'py, PyAny>,
         region: &str,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    ) -> PyResult<Answer<'py>> {
         let Ok(fields) = record.cast_exact::<PyDict>() else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         // Every value a str (or None), no attributes, and short enough that
         // the 16 KiB limit cannot apply: anything else is Python's.
         let mut chars = 0;
         for (key, value) in fields.iter() {
             let Ok(key) = key.cast_exact::<PyString>() else {
-                return Ok(None);
+                return Ok(Answer::Python);
             };
             let Ok(name) = key.to_str() else {
-                return Ok(None); // a lone surrogate: the Python path says why
+                return Ok(Answer::Python); // a lone surrogate: the Python path says why
             };
             if name == "attributes" || name.starts_with("attr.") {
-                return Ok(None);
+                return Ok(Answer::Python);
             }
             chars += name.chars().count();
             if let Ok(text) = value.cast_exact::<PyString>() {
                 chars += text.len()?;
             } else if !value.is_none() {
-                return Ok(None);
+                return Ok(Answer::Python);
             }
         }
         if chars > self.max_chars {
-            return Ok(None);
+            return Ok(Answer::Python);
         }
         // Lookups by interned keys: a key made per lookup costs more than the lookup.
         let text = |key: usize| -> PyResult<Option<Bound<'py, PyString>>> {
@@ -796,34 +806,34 @@ impl Prevalidator {
                 .and_then(|v| v.cast_exact::<PyString>().ok().cloned()))
         };
         let Some(id) = text(ID)? else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         let Ok(id_str) = id.to_str() else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         if id_str.is_empty() || id_str.len() > self.max_id || !clean_ascii(id_str) {
-            return Ok(None);
+            return Ok(Answer::Python);
         }
         let Some(stamp) = text(UPDATED_AT)? else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         let Ok(stamp) = stamp.to_str() else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         let Some((y, mo, d, h, mi, s, us)) = (clean_ascii(stamp))
             .then(|| utc_instant(stamp.as_bytes()))
             .flatten()
         else {
-            return Ok(None);
+            return Ok(Answer::Python);
         };
         let deleted = match text(DELETED)? {
             None => false,
             Some(word) => {
                 let Ok(word) = word.to_str() else {
-                    return Ok(None);
+                    return Ok(Answer::Python);
                 };
                 if !(word.is_empty() || clean_ascii(word)) {
-                    return Ok(None);
+                    return Ok(Answer::Python);
                 }
                 let word = word.to_ascii_lowercase();
                 if word.is_empty() || self.false_words.contains(&word) {
@@ -831,7 +841,7 @@ impl Prevalidator {
                 } else if self.true_words.contains(&word) {
                     true
                 } else {
-                    return Ok(None);
+                    return Ok(Answer::Python);
                 }
             }
         };
@@ -884,11 +894,16 @@ impl Prevalidator {
         values.push(updated_at.into_any());
         values.push(PyBool::new(py, deleted).to_owned().into_any());
         values.push(PyTuple::empty(py).into_any()); // attributes: none
+        if pending == 0 {
+            let values = PyTuple::new(py, values)?;
+            let contact = self.tuple_new.bind(py);
+            return Ok(Answer::Contact(
+                contact.call1((self.contact.bind(py), values))?,
+            ));
+        }
         let values = PyList::new(py, values)?.into_any();
-        Ok(Some(PyTuple::new(
-            py,
-            [values, pending.into_pyobject(py)?.into_any()],
-        )?))
+        let pending = pending.into_pyobject(py)?.into_any();
+        Ok(Answer::Pending(PyTuple::new(py, [values, pending])?))
     }
 }
 
@@ -907,8 +922,9 @@ impl Prevalidator {
         true_words: Vec<String>,
         utc: Py<PyAny>,
         phones: Py<Phones>,
-    ) -> Self {
-        Prevalidator {
+        contact: Py<PyAny>,
+    ) -> PyResult<Self> {
+        Ok(Prevalidator {
             limits,
             max_id,
             max_chars,
@@ -926,13 +942,17 @@ impl Prevalidator {
                 .chain(TEXT_FIELDS.iter())
                 .map(|name| PyString::intern(py, name).unbind())
                 .collect(),
-        }
+            contact,
+            tuple_new: py.get_type::<PyTuple>().getattr("__new__")?.unbind(),
+        })
     }
 
-    /// Per record: None (Python decides the whole record), or a pair: the
-    /// list of a `records.Contact`'s values (externalId, email, phone,
-    /// firstName, lastName, company, jobTitle, updatedAt, deleted, and no
-    /// attributes) and the mask of the text fields still pending.
+    /// Per record: None (Python decides the whole record), the
+    /// `records.Contact` when it decided every field, or else a pair: the
+    /// list of the Contact's values (externalId, email, phone, firstName,
+    /// lastName, company, jobTitle, updatedAt, deleted, and no attributes)
+    /// with the mask of the text fields still pending. Then the positions of
+    /// the records that are not a Contact yet, so that Python visits only those.
     ///
     /// It decides a record only when it is an exact dict of str (or None)
     /// values without attributes, its externalId and updatedAt are clean
@@ -950,15 +970,23 @@ impl Prevalidator {
         py: Python<'py>,
         records: &Bound<'py, PyList>,
         region: &str,
-    ) -> PyResult<Bound<'py, PyList>> {
+    ) -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
         let out = PyList::empty(py);
-        for record in records.iter() {
+        let mut undecided = Vec::new();
+        for (index, record) in records.iter().enumerate() {
             match self.record(py, &record, region)? {
-                Some(values) => out.append(values)?,
-                None => out.append(py.None())?,
+                Answer::Contact(contact) => out.append(contact)?,
+                Answer::Pending(pair) => {
+                    undecided.push(index);
+                    out.append(pair)?
+                }
+                Answer::Python => {
+                    undecided.push(index);
+                    out.append(py.None())?
+                }
             }
         }
-        Ok(out)
+        Ok((out, undecided))
     }
 }
 

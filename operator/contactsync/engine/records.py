@@ -435,12 +435,14 @@ def validate_records(
     alone, takes the Python path.
     """
     _context(default_region)
-    results: list[Contact | list[Reason]] = []
-    prevalidated = _PREVALIDATOR.check(list(batch), default_region)
-    for fields, checked in zip(batch, prevalidated, strict=True):
+    answers, undecided = _PREVALIDATOR.check(list(batch), default_region)
+    for index in undecided:
+        checked = answers[index]  # None, or a pair: values and pending fields
         answer = None if checked is None else _finish(checked, default_region)
-        results.append(_validate(fields, default_region, fast=True) if answer is None else answer)
-    return results
+        answers[index] = (
+            _validate(batch[index], default_region, fast=True) if answer is None else answer
+        )
+    return answers
 
 
 def validate_record_by_model(
@@ -639,6 +641,7 @@ _PREVALIDATOR: Final = _native.Prevalidator(
     list(_TRUE_WORDS),
     UTC,
     PHONES,
+    Contact,
 )
 _PENDING: Final = tuple(check for _, check in _TEXT_CHECKS)
 
