@@ -1,6 +1,6 @@
 """Engine throughput and memory, against baselines measured in the same run.
 
-    .venv/bin/python benchmarks/engine.py [--n 1000000] [--baseline-n 100000]
+    .venv/bin/python benchmarks/engine.py [--n 1000000] [--baseline-n 100000] [--repeat 3]
 
 Generates N realistic contacts as CSV (about 5% invalid, 10% duplicates, mixed
 case, international phones), then, on one PostgreSQL server (the test bed's,
@@ -21,6 +21,9 @@ written out by the system), measures contacts/s of:
 
 and the engine's peak RSS (process tree) at N/10 and N. Naive and dlt are
 slow, so they run on the first --baseline-n records; rates are per record.
+The machine is shared, so the ceiling and the engine's full run and re-run,
+whose ratios are the targets, run --repeat times: the figures are medians
+(the peak RSS at N the highest), and each run's own is printed too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import psycopg
@@ -412,6 +416,9 @@ def main() -> None:
     parser.add_argument("--baseline-n", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--skip-dlt", action="store_true")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of the ceiling and the engine (medians)"
+    )
     args = parser.parse_args()
 
     from tests.testbed.pki import CertificateAuthority
@@ -445,11 +452,16 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
     print(f"generated CSV in {t:.1f}s ({full_csv.stat().st_size / 2**20:.0f} MiB)", flush=True)
     write_back()  # the files just written, before the first path
 
+    # The machine is shared: the ceiling and the engine's runs, whose ratios
+    # are the targets, are measured --repeat times and their medians taken.
     results: dict[str, float] = {}
-    t, _ = timed(lambda: ceiling(full_csv, fresh_database(admin_dsn)))
-    results["ceiling"] = n / t
+    ceilings = []
+    for _ in range(args.repeat):
+        t, _ = timed(lambda: ceiling(full_csv, fresh_database(admin_dsn)))
+        ceilings.append(t)
+        settle(admin_dsn)
+    results["ceiling"] = n / median(ceilings)
     baseline_n = min(n, args.baseline_n)
-    settle(admin_dsn)
     t, _ = timed(lambda: naive(full_csv, fresh_database(admin_dsn), baseline_n))
     results["naive"] = baseline_n / t
     if not args.skip_dlt:
@@ -457,13 +469,18 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
         t, _ = timed(lambda: with_dlt(full_csv, fresh_database(admin_dsn), baseline_n, root))
         results["dlt"] = baseline_n / t
 
-    settle(admin_dsn)
-    engine_dsn = fresh_database(admin_dsn)
-    secrets = prepare_secrets(root, engine_dsn)
-    t_full, summary, rss_full = engine(full_csv, secrets, "full", args.workers)
-    results["engine"] = n / t_full
-    settle_after_load(engine_dsn, admin_dsn)
-    t_incr, incr, _ = engine(changed_csv, secrets, "incremental", args.workers)
+    fulls, reruns, rss_full = [], [], 0
+    for attempt in range(args.repeat):
+        settle(admin_dsn)
+        engine_dsn = fresh_database(admin_dsn)
+        secrets = prepare_secrets(root / f"engine{attempt}", engine_dsn)
+        t_full, summary, rss = engine(full_csv, secrets, "full", args.workers)
+        settle_after_load(engine_dsn, admin_dsn)
+        t_incr, incr, _ = engine(changed_csv, secrets, "incremental", args.workers)
+        fulls.append(t_full)
+        reruns.append(t_incr)
+        rss_full = max(rss_full, rss)
+    results["engine"] = n / median(fulls)
     settle(admin_dsn)
     small_secrets = prepare_secrets(root / "small", fresh_database(admin_dsn))
     _, _, rss_small = engine(small_csv, small_secrets, "full", args.workers)
@@ -483,14 +500,18 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
     if "dlt" in results:
         print(f"engine / dlt:            {results['engine'] / results['dlt']:.1f}  (target >= 3)")
     print(f"engine contacts/s:       {results['engine']:,.0f}  (target >= 40,000)")
-    print(
-        f"incremental / full time: {t_incr / t_full:.3f}  (target <= 0.05; 1% changed;"
-        f" {t_incr:.2f} s / {t_full:.2f} s)"
-    )
+    shares = [rerun / full for rerun, full in zip(reruns, fulls, strict=True)]
+    print(f"incremental / full time: {median(shares):.3f}  (target <= 0.05; 1% changed)")
     print(
         f"peak RSS N/10 -> N:      {rss_small / 2**20:.0f} MiB -> {rss_full / 2**20:.0f} MiB "
         f"(difference {(rss_full - rss_small) / 2**20:+.0f} MiB; target within 50)"
     )
+    print()
+    print(f"each of {args.repeat} runs (the figures above are medians):")
+    print(f"  ceiling              {', '.join(f'{t:.2f}' for t in ceilings)} s")
+    print(f"  engine full          {', '.join(f'{t:.2f}' for t in fulls)} s")
+    print(f"  engine re-run        {', '.join(f'{t:.2f}' for t in reruns)} s")
+    print(f"  re-run / full        {', '.join(f'{share:.3f}' for share in shares)}")
 
 
 if __name__ == "__main__":
