@@ -6,8 +6,9 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import islice
 
 import pytest
@@ -43,19 +44,29 @@ def batches(count: int, pause: float = 0.0) -> Iterator[list[RawRecord]]:
         ]
 
 
-def summary(workers: int, pause: float = 0.0) -> list[tuple[object, ...]]:
+def summary(source: Iterable[list[RawRecord]], workers: int) -> list[tuple[object, ...]]:
     return [
         (batch.valid, batch.rejected, batch.ids_digest, dict(batch.reasons), batch.max_updated_at)
-        for batch in pipeline._prepared(batches(30, pause), KEYRING, SETTINGS, encode, workers)
+        for batch in pipeline._prepared(source, KEYRING, SETTINGS, encode, workers)
     ]
 
 
 def test_inline_then_workers_gives_what_one_process_gives(monkeypatch: pytest.MonkeyPatch) -> None:
     start = pipeline._start_workers
+    started = threading.Event()
 
     def slow_start(pool: object, workers: int) -> None:
         time.sleep(0.3)  # the fork server may already be up: make the start take a while
         start(pool, workers)  # type: ignore[arg-type]
+        started.set()
+
+    def source() -> Iterator[list[RawRecord]]:
+        """The first 10 batches come while the workers start, the other 20 once
+        they are up (not by timing: a busy machine can take a second to start them)."""
+        for number, batch in enumerate(batches(30, pause=0.03)):
+            if number == 10:
+                assert started.wait(timeout=120)
+            yield batch
 
     inline = 0
     prepare = Preparer.prepare
@@ -66,9 +77,9 @@ def test_inline_then_workers_gives_what_one_process_gives(monkeypatch: pytest.Mo
         return prepare(self, batch)
 
     monkeypatch.setattr(pipeline, "_start_workers", slow_start)
-    expected = summary(0)
+    expected = summary(batches(30), 0)
     monkeypatch.setattr(Preparer, "prepare", counted)  # counts this process's calls only
-    assert summary(2, pause=0.03) == expected
+    assert summary(source(), 2) == expected
     assert 0 < inline < 30  # some batches here while the workers started, the rest there
 
 
