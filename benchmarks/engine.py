@@ -508,10 +508,13 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
     )
     print()
     print(f"each of {args.repeat} runs (the figures above are medians):")
-    print(f"  ceiling              {', '.join(f'{t:.2f}' for t in ceilings)} s")
-    print(f"  engine full          {', '.join(f'{t:.2f}' for t in fulls)} s")
-    print(f"  engine re-run        {', '.join(f'{t:.2f}' for t in reruns)} s")
-    print(f"  re-run / full        {', '.join(f'{share:.3f}' for share in shares)}")
+    for label, values, shape in (
+        ("ceiling", ceilings, "{:.2f} s"),
+        ("engine full", fulls, "{:.2f} s"),
+        ("engine re-run", reruns, "{:.2f} s"),
+        ("re-run / full", shares, "{:.3f}"),
+    ):
+        print(f"  {label:<21}{', '.join(shape.format(value) for value in values)}")
 
 
 if __name__ == "__main__":
