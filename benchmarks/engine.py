@@ -174,11 +174,18 @@ def write_csv(path: Path, rows: Iterator[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
-def fresh_database(admin_dsn: str) -> str:
+def fresh_database(admin_dsn: str, copy_of: str | None = None) -> str:
+    """The DSN of a new database: empty, or a copy of the database of DSN
+    `copy_of` as it is now (the files as they are: FILE_COPY, not every page
+    through the WAL)."""
     name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")  # a generated name
     base, _, query = admin_dsn.partition("?")
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        if copy_of is None:
+            conn.execute(f"CREATE DATABASE {name}")  # a generated name
+        else:
+            template = copy_of.partition("?")[0].rsplit("/", 1)[1]
+            conn.execute(f'CREATE DATABASE {name} TEMPLATE "{template}" STRATEGY FILE_COPY')
     return f"{base.rsplit('/', 1)[0]}/{name}?{query}"
 
 
@@ -191,6 +198,12 @@ def settle(admin_dsn: str) -> None:
         query = "SELECT datname FROM pg_database WHERE datname LIKE 'bench\\_%'"
         for (name,) in conn.execute(query).fetchall():
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # generated names
+    checkpoint(admin_dsn)
+
+
+def checkpoint(admin_dsn: str) -> None:
+    """Flush the server's dirty pages, and have the system write them out."""
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
     write_back()
 
@@ -212,25 +225,7 @@ def settle_after_load(dsn: str, admin_dsn: str) -> None:
     load's own aftermath."""
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) contacts")
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute("CHECKPOINT")
-    write_back()
-
-
-def copies(dsn: str, admin_dsn: str, count: int) -> list[str]:
-    """`count` copies of the database of `dsn`, as it is now, and settled as
-    `settle_after_load` leaves it: more re-runs that each meet the same table."""
-    source = dsn.partition("?")[0].rsplit("/", 1)[1]
-    made = []
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        for _ in range(count):
-            name = f"bench_{uuid.uuid4().hex[:10]}"
-            # FILE_COPY: the files as they are, not every page through the WAL.
-            conn.execute(f'CREATE DATABASE {name} TEMPLATE "{source}" STRATEGY FILE_COPY')
-            made.append(dsn.replace(f"/{source}?", f"/{name}?"))
-        conn.execute("CHECKPOINT")
-    write_back()
-    return made
+    checkpoint(admin_dsn)
 
 
 def point_at(secrets: Path, dsn: str) -> None:
@@ -505,14 +500,16 @@ def run(args: argparse.Namespace, root: Path, admin_dsn: str) -> None:
         secrets = prepare_secrets(root / f"engine{attempt}", engine_dsn)
         t_full, summary, rss = engine(full_csv, secrets, "full", args.workers)
         settle_after_load(engine_dsn, admin_dsn)
-        for copy in [engine_dsn, *copies(engine_dsn, admin_dsn, args.reruns - 1)]:
-            point_at(secrets, copy)
+        # Each re-run meets the loaded table: the first this database, the
+        # others copies of it made now.
+        copies = [fresh_database(admin_dsn, engine_dsn) for _ in range(args.reruns - 1)]
+        checkpoint(admin_dsn)
+        for dsn in [engine_dsn, *copies]:
+            point_at(secrets, dsn)
             t_incr, incr, _ = engine(changed_csv, secrets, "incremental", args.workers)
             reruns.append(t_incr)
             inside["incremental"].append(incr["duration_seconds"])
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute("CHECKPOINT")  # the re-run's writes, before the next
-            write_back()
+            checkpoint(admin_dsn)  # the re-run's writes, before the next
         fulls.append(t_full)
         inside["full"].append(summary["duration_seconds"])
         rss_full = max(rss_full, rss)

@@ -896,10 +896,8 @@ impl Prevalidator {
         values.push(PyTuple::empty(py).into_any()); // attributes: none
         if pending == 0 {
             let values = PyTuple::new(py, values)?;
-            let contact = self.tuple_new.bind(py);
-            return Ok(Answer::Contact(
-                contact.call1((self.contact.bind(py), values))?,
-            ));
+            let new = self.tuple_new.bind(py);
+            return Ok(Answer::Contact(new.call1((self.contact.bind(py), values))?));
         }
         let values = PyList::new(py, values)?.into_any();
         let pending = pending.into_pyobject(py)?.into_any();
