@@ -7,12 +7,31 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 
 from .net import free_port, wait_until
 from .process import ManagedProcess
+
+
+class _RetryBusy(httpx.HTTPTransport):
+    """Prefect on SQLite answers 503 while another writer (the operator under
+    test) holds the database, having done nothing: the bed's own calls send the
+    request again, a few times, as the operator and Prefect's client do."""
+
+    ATTEMPTS = 8
+    PAUSE = 0.25  # seconds, doubled each time: about 30 s in all
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(self.ATTEMPTS - 1):
+            response = super().handle_request(request)
+            if response.status_code != 503:
+                return response
+            response.close()
+            time.sleep(self.PAUSE * 2**attempt)
+        return super().handle_request(request)
 
 
 class PrefectServer:
@@ -97,4 +116,4 @@ class PrefectServer:
         )
 
     def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.api_url, timeout=30)
+        return httpx.Client(base_url=self.api_url, timeout=30, transport=_RetryBusy())
